@@ -1,0 +1,48 @@
+//! `qoqmed`: the native command line. Each subcommand lives in its own file; other tools call these
+//! commands, so their flags and JSON outputs are a stable contract.
+
+mod advantages;
+mod ecg_plot;
+mod generate;
+mod preprocess;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "qoqmed", version, about = "QoQ-Med on your own GPU (research preview, not for clinical use)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Answer a question about images, ECGs and text with a QoQ-Med / Qwen2.5-VL checkpoint.
+    Generate(generate::Args),
+    /// List the GPU adapters wgpu can see (use the index with `generate --adapter`).
+    Adapters,
+    /// Turn images and ECGs into the tensors the model takes and write them to a safetensors file.
+    Preprocess(preprocess::Args),
+    /// Draw a 12-lead ECG in the clinical layout (3x4 + lead II rhythm strip) as a PNG.
+    EcgPlot(ecg_plot::Args),
+    /// Compute GRPO / DRPO advantages for groups of rollout rewards (JSON in, JSON out).
+    Advantages(advantages::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(args) => generate::run(args),
+        Command::Adapters => generate::list_adapters(),
+        Command::Preprocess(args) => preprocess::run(args),
+        Command::EcgPlot(args) => ecg_plot::run(args),
+        Command::Advantages(args) => advantages::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

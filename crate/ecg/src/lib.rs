@@ -1,0 +1,1 @@
+//! ECG readers, preprocessing and the clinical 12-lead plot.

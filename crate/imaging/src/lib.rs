@@ -1,0 +1,1 @@
+//! Medical image readers and the Qwen2.5-VL image preprocessing.

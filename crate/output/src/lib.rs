@@ -1,0 +1,1 @@
+//! Parsing of QoQ-Med outputs.

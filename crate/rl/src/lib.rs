@@ -1,0 +1,1 @@
+//! DRPO rewards and advantages.
