@@ -1,1 +1,14 @@
-//! GPU
+//! The GPU runtime: device and limits, shader variants and their pipeline cache, the recorder that
+//! turns a forward pass into one command buffer, and the ops (one file per shader family).
+
+mod context;
+pub mod ops;
+mod recorder;
+mod shader;
+mod tensor;
+
+pub use context::{AdapterSummary, Gpu, list_adapters};
+pub use recorder::Recorder;
+pub use shader::{PipelineKey, ShaderFamily};
+pub use recorder::grid;
+pub use tensor::{Tensor, Weight, dtype_define, map_read, read_buffer, staging_buffer};

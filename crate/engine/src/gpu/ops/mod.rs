@@ -1,0 +1,30 @@
+//! Ops are values checked on the CPU, then recorded: every function here validates shapes (a
+//! mismatch is an [`Error::Shape`] naming both shapes) before it queues its dispatch. One file per
+//! shader family in `shaders/`.
+
+mod attention;
+mod elementwise;
+mod embedding;
+mod matmul;
+mod norm;
+mod rope;
+
+pub use attention::attention;
+pub use elementwise::{add_inplace, argmax, copy, silu_mul};
+pub use embedding::embedding;
+pub use matmul::linear;
+pub use norm::rms_norm;
+pub use rope::{rope_inplace, rope_to_cache};
+
+use crate::error::{Error, Result};
+
+fn expect(op: &'static str, what: &str, actual: &[usize], expected: &[usize]) -> Result<()> {
+    if actual != expected {
+        return Err(Error::shape(op, format!("{what} has shape {actual:?}, expected {expected:?}")));
+    }
+    Ok(())
+}
+
+fn u32_of(op: &'static str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::shape(op, format!("size {v} does not fit the kernels' u32 indexing")))
+}

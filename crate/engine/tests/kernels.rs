@@ -1,0 +1,247 @@
+//! Every kernel against a plain CPU reference on seeded random shapes, odd sizes included
+//! (not multiples of 4/16/64), all weight dtypes. Runs on any adapter; in CI on Mesa lavapipe.
+
+mod common_gpu;
+
+use common_gpu::{DTYPES, Rng, assert_close, gpu, weight};
+use qoqmed_engine::gpu::{Recorder, Tensor, ops, read_buffer};
+use qoqmed_engine::weights::DType;
+
+fn run(gpu: &qoqmed_engine::gpu::Gpu, rec: Recorder) {
+    rec.submit().expect("submit");
+    let _ = gpu;
+}
+
+fn read(gpu: &qoqmed_engine::gpu::Gpu, t: &Tensor) -> Vec<f32> {
+    pollster::block_on(t.to_vec(gpu)).expect("readback")
+}
+
+#[test]
+fn embedding_gathers_rows() {
+    let gpu = gpu();
+    let mut rng = Rng::new(1);
+    for dtype in DTYPES {
+        let (vocab, hidden, n) = (37, 19, 5);
+        let (table, w) = weight(&gpu, &mut rng, "embed", &[vocab, hidden], dtype, 1.0);
+        let ids: Vec<u32> = (0..n).map(|_| rng.below(vocab as u32)).collect();
+        let ids_buf = Tensor::from_f32(&gpu, &ids.iter().map(|&i| f32::from_bits(i)).collect::<Vec<_>>(), &[n], "ids").unwrap();
+        let out = Tensor::zeros(&gpu, &[n, hidden], "out").unwrap();
+        let mut rec = Recorder::new(&gpu);
+        ops::embedding(&mut rec, &ids_buf.buffer, n, &w, &out).unwrap();
+        run(&gpu, rec);
+        let want: Vec<f32> = ids.iter().flat_map(|&i| table[i as usize * hidden..][..hidden].to_vec()).collect();
+        assert_close(&format!("embedding {dtype:?}"), &read(&gpu, &out), &want, 0.0, 0.0);
+    }
+}
+
+#[test]
+fn rms_norm_matches_cpu() {
+    let gpu = gpu();
+    let mut rng = Rng::new(2);
+    for dtype in DTYPES {
+        for (rows, n) in [(1, 67), (3, 300)] {
+            let x = rng.vec(rows * n, 3.0);
+            let (wv, w) = weight(&gpu, &mut rng, "norm", &[n], dtype, 1.0);
+            let xt = Tensor::from_f32(&gpu, &x, &[rows, n], "x").unwrap();
+            let out = Tensor::zeros(&gpu, &[rows, n], "out").unwrap();
+            let mut rec = Recorder::new(&gpu);
+            ops::rms_norm(&mut rec, &xt, &w, 1e-6, &out).unwrap();
+            run(&gpu, rec);
+            let mut want = vec![0.0; rows * n];
+            for r in 0..rows {
+                let row = &x[r * n..][..n];
+                let ms = row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / n as f64;
+                let s = 1.0 / (ms + 1e-6).sqrt();
+                for i in 0..n {
+                    want[r * n + i] = (row[i] as f64 * s * wv[i] as f64) as f32;
+                }
+            }
+            assert_close(&format!("rms_norm {dtype:?} {rows}x{n}"), &read(&gpu, &out), &want, 1e-5, 1e-5);
+        }
+    }
+}
+
+fn cpu_linear(x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<f32> {
+    let mut y = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0f64;
+            for t in 0..k {
+                acc += x[i * k + t] as f64 * w[j * k + t] as f64;
+            }
+            y[i * n + j] = (acc + b.map_or(0.0, |b| b[j] as f64)) as f32;
+        }
+    }
+    y
+}
+
+#[test]
+fn linear_gemv_and_gemm_match_cpu() {
+    let gpu = gpu();
+    let mut rng = Rng::new(3);
+    for dtype in DTYPES {
+        for (m, n, k) in [(1, 33, 19), (1, 131, 77), (1, 5, 300), (5, 33, 19), (70, 131, 77), (2, 7, 3)] {
+            for with_bias in [false, true] {
+                let x = rng.vec(m * k, 1.0);
+                let (wv, w) = weight(&gpu, &mut rng, "w", &[n, k], dtype, 0.5);
+                let (bv, b) = weight(&gpu, &mut rng, "b", &[n], dtype, 0.5);
+                let xt = Tensor::from_f32(&gpu, &x, &[m, k], "x").unwrap();
+                let y = Tensor::zeros(&gpu, &[m, n], "y").unwrap();
+                let mut rec = Recorder::new(&gpu);
+                ops::linear(&mut rec, &xt, &w, with_bias.then_some(&b), &y).unwrap();
+                run(&gpu, rec);
+                let want = cpu_linear(&x, &wv, with_bias.then_some(&bv[..]), m, n, k);
+                assert_close(&format!("linear {dtype:?} m{m} n{n} k{k} bias {with_bias}"), &read(&gpu, &y), &want, 1e-5, 1e-5);
+            }
+        }
+    }
+}
+
+#[test]
+fn linear_rejects_mismatched_shapes() {
+    let gpu = gpu();
+    let mut rng = Rng::new(4);
+    let (_, w) = weight(&gpu, &mut rng, "w", &[8, 6], DType::F32, 1.0);
+    let x = Tensor::zeros(&gpu, &[2, 5], "x").unwrap();
+    let y = Tensor::zeros(&gpu, &[2, 8], "y").unwrap();
+    let mut rec = Recorder::new(&gpu);
+    let err = ops::linear(&mut rec, &x, &w, None, &y).unwrap_err().to_string();
+    assert!(err.contains("[2, 5]") && err.contains("6 inputs"), "{err}");
+}
+
+fn cpu_rope(x: &[f32], cos: &[f32], sin: &[f32], n: usize, heads: usize, hd: usize) -> Vec<f32> {
+    let half = hd / 2;
+    let mut out = x.to_vec();
+    for t in 0..n {
+        for h in 0..heads {
+            let base = (t * heads + h) * hd;
+            for i in 0..half {
+                let (c, s) = (cos[t * half + i], sin[t * half + i]);
+                let (x1, x2) = (x[base + i], x[base + i + half]);
+                out[base + i] = x1 * c - x2 * s;
+                out[base + i + half] = x2 * c + x1 * s;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn rope_rotates_in_place_and_into_cache() {
+    let gpu = gpu();
+    let mut rng = Rng::new(5);
+    let (n, heads, hd, max_ctx, start) = (3, 3, 10, 9, 4);
+    let x = rng.vec(n * heads * hd, 1.0);
+    let angles = rng.vec(n * hd / 2, 3.0);
+    let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
+    let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
+    let want = cpu_rope(&x, &cos, &sin, n, heads, hd);
+    let xt = Tensor::from_f32(&gpu, &x, &[n, heads, hd], "x").unwrap();
+    let ct = Tensor::from_f32(&gpu, &cos, &[n, hd / 2], "cos").unwrap();
+    let st = Tensor::from_f32(&gpu, &sin, &[n, hd / 2], "sin").unwrap();
+    let guard = vec![7.5f32; max_ctx * heads * hd];
+    let cache = Tensor::from_f32(&gpu, &guard, &[max_ctx, heads, hd], "cache").unwrap();
+    let mut rec = Recorder::new(&gpu);
+    ops::rope_to_cache(&mut rec, &xt, &ct, &st, &cache, start).unwrap();
+    ops::rope_inplace(&mut rec, &xt, &ct, &st).unwrap();
+    run(&gpu, rec);
+    assert_close("rope in place", &read(&gpu, &xt), &want, 1e-6, 1e-6);
+    let mut want_cache = guard.clone();
+    want_cache[start * heads * hd..][..want.len()].copy_from_slice(&want);
+    assert_close("rope to cache (guards untouched)", &read(&gpu, &cache), &want_cache, 1e-6, 1e-6);
+}
+
+fn cpu_attention(q: &[f32], kc: &[f32], vc: &[f32], n_q: usize, start: usize, heads: usize, kvh: usize, hd: usize) -> Vec<f32> {
+    let mut out = vec![0.0; n_q * heads * hd];
+    let group = heads / kvh;
+    for i in 0..n_q {
+        for h in 0..heads {
+            let g = h / group;
+            let qv = &q[(i * heads + h) * hd..][..hd];
+            let n_keys = start + i + 1;
+            let scores: Vec<f64> = (0..n_keys)
+                .map(|t| {
+                    let kv = &kc[(t * kvh + g) * hd..][..hd];
+                    qv.iter().zip(kv).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() / (hd as f64).sqrt()
+                })
+                .collect();
+            let m = scores.iter().cloned().fold(f64::MIN, f64::max);
+            let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            for d in 0..hd {
+                let v: f64 = (0..n_keys).map(|t| e[t] * vc[(t * kvh + g) * hd + d] as f64).sum();
+                out[(i * heads + h) * hd + d] = (v / sum) as f32;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn attention_causal_gqa_matches_cpu() {
+    let gpu = gpu();
+    let mut rng = Rng::new(6);
+    // (n_q, start, heads, kv_heads, head_dim, max_ctx): prefill, decode, >1 key tile, head_dim > WG.
+    for (n_q, start, heads, kvh, hd, max_ctx) in
+        [(5, 0, 6, 2, 12, 8), (1, 4, 6, 3, 12, 8), (3, 70, 4, 1, 16, 80), (2, 1, 2, 2, 80, 5), (7, 0, 3, 3, 6, 7)]
+    {
+        let q = rng.vec(n_q * heads * hd, 2.0);
+        let kc = rng.vec(max_ctx * kvh * hd, 2.0);
+        let vc = rng.vec(max_ctx * kvh * hd, 1.0);
+        let qt = Tensor::from_f32(&gpu, &q, &[n_q, heads, hd], "q").unwrap();
+        let kt = Tensor::from_f32(&gpu, &kc, &[max_ctx, kvh, hd], "k").unwrap();
+        let vt = Tensor::from_f32(&gpu, &vc, &[max_ctx, kvh, hd], "v").unwrap();
+        let out = Tensor::zeros(&gpu, &[n_q, heads, hd], "out").unwrap();
+        let mut rec = Recorder::new(&gpu);
+        ops::attention(&mut rec, &qt, &kt, &vt, start, &out).unwrap();
+        run(&gpu, rec);
+        let want = cpu_attention(&q, &kc, &vc, n_q, start, heads, kvh, hd);
+        assert_close(&format!("attention nq{n_q} start{start} h{heads}/{kvh} hd{hd}"), &read(&gpu, &out), &want, 2e-6, 1e-5);
+    }
+}
+
+#[test]
+fn elementwise_ops_match_cpu() {
+    let gpu = gpu();
+    let mut rng = Rng::new(7);
+    let n = 1001;
+    let a = rng.vec(n, 4.0);
+    let b = rng.vec(n, 4.0);
+    let at = Tensor::from_f32(&gpu, &a, &[n], "a").unwrap();
+    let bt = Tensor::from_f32(&gpu, &b, &[n], "b").unwrap();
+    let out = Tensor::zeros(&gpu, &[n], "out").unwrap();
+    let dst = Tensor::from_f32(&gpu, &vec![-1.0; 20], &[20], "dst").unwrap();
+    let mut rec = Recorder::new(&gpu);
+    ops::silu_mul(&mut rec, &at, &bt, &out).unwrap();
+    ops::copy(&mut rec, &bt, 990, &dst, 3, 11).unwrap();
+    ops::add_inplace(&mut rec, &at, &bt).unwrap();
+    run(&gpu, rec);
+    let silu: Vec<f32> = a.iter().zip(&b).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+    assert_close("silu_mul", &read(&gpu, &out), &silu, 1e-6, 1e-6);
+    let sum: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+    assert_close("add", &read(&gpu, &at), &sum, 0.0, 0.0);
+    let mut want = vec![-1.0; 20];
+    want[3..14].copy_from_slice(&b[990..1001]);
+    assert_close("copy (guards untouched)", &read(&gpu, &dst), &want, 0.0, 0.0);
+}
+
+#[test]
+fn argmax_picks_first_maximum() {
+    let gpu = gpu();
+    let mut rng = Rng::new(8);
+    let (rows, n) = (3, 1237);
+    let mut logits = rng.vec(rows * n, 5.0);
+    logits[n + 700] = 9.0; // row 1: a tie, the lower index must win
+    logits[n + 1100] = 9.0;
+    let t = Tensor::from_f32(&gpu, &logits, &[rows, n], "logits").unwrap();
+    for row in 0..rows {
+        let out = Tensor::zeros(&gpu, &[1], "out").unwrap();
+        let mut rec = Recorder::new(&gpu);
+        ops::argmax(&mut rec, &t, row, &out.buffer).unwrap();
+        run(&gpu, rec);
+        let got = u32::from_le_bytes(pollster::block_on(read_buffer(&gpu, &out.buffer, 0, 4)).unwrap()[..4].try_into().unwrap());
+        let r = &logits[row * n..][..n];
+        let want = (0..n).fold(0, |best, i| if r[i] > r[best] { i } else { best });
+        assert_eq!(got as usize, want, "row {row}");
+    }
+}
