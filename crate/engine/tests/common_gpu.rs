@@ -70,6 +70,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
             worst = (i, if g.is_finite() { err } else { f32::INFINITY });
         }
     }
+    eprintln!("{what}: max abs err {:.3e} over {} values", worst.1, got.len());
     assert!(
         bad == 0,
         "{what}: {bad} of {} values off (atol {atol}, rtol {rtol}); worst at {}: got {} want {} (err {})",

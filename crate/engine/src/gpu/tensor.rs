@@ -49,6 +49,14 @@ impl Tensor {
         self.shape.iter().product()
     }
 
+    /// The same buffer seen with another shape of the same size.
+    pub fn view(&self, shape: &[usize]) -> Result<Tensor> {
+        if shape.iter().product::<usize>() != self.numel() {
+            return Err(Error::shape("view", format!("{:?} cannot be viewed as {shape:?}", self.shape)));
+        }
+        Ok(Tensor { buffer: self.buffer.clone(), shape: shape.to_vec() })
+    }
+
     /// Copies the tensor back (async: the browser cannot block on the GPU).
     pub async fn to_vec(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         let bytes = read_buffer(gpu, &self.buffer, 0, self.numel() as u64 * 4).await?;

@@ -1,1 +1,7 @@
-//! Model
+//! The model, mirroring the checkpoint: `model.*` + `lm_head` -> [`text`]; `visual.*` (vision
+//! tower) and `time_series_embedding.*` (ECG encoder) arrive with their issues.
+
+pub mod rope;
+pub mod text;
+
+pub use text::{Logits, Scratch, TextModel};

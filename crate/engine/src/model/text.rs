@@ -1,0 +1,253 @@
+//! The language model (`model.*` + `lm_head`): a Qwen2 decoder with M-RoPE, GQA and a SiLU-gated
+//! MLP. One forward records every layer into the caller's [`Recorder`], so a decode step is one
+//! command buffer.
+
+use std::collections::HashMap;
+
+use crate::config::TextConfig;
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Recorder, Tensor, Weight, ops};
+use crate::kv_cache::KvCache;
+use crate::model::rope::{self, Position};
+use crate::weights::{WeightStore, text_tensor_names};
+
+struct Linear {
+    w: Weight,         // (out, in)
+    b: Option<Weight>, // (out)
+}
+
+struct Layer {
+    input_layernorm: Weight,          // (hidden)
+    post_attention_layernorm: Weight, // (hidden)
+    q_proj: Linear,                   // (heads * head_dim, hidden) + bias
+    k_proj: Linear,                   // (kv_heads * head_dim, hidden) + bias
+    v_proj: Linear,                   // (kv_heads * head_dim, hidden) + bias
+    o_proj: Linear,                   // (hidden, heads * head_dim)
+    gate_proj: Linear,                // (intermediate, hidden)
+    up_proj: Linear,                  // (intermediate, hidden)
+    down_proj: Linear,                // (hidden, intermediate)
+}
+
+pub struct TextModel {
+    pub cfg: TextConfig,
+    embed_tokens: Weight, // (vocab, hidden)
+    layers: Vec<Layer>,
+    norm: Weight,    // (hidden)
+    lm_head: Weight, // (vocab, hidden); the embedding's buffer when tied
+    inv_freq: Vec<f32>,
+    freq_axes: Vec<usize>,
+}
+
+/// Which positions get logits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Logits {
+    /// Only the last token: what generation needs.
+    Last,
+    /// Every token: parity tests and scoring.
+    All,
+}
+
+async fn load(gpu: &Gpu, store: &WeightStore, base: &str, shape: &[usize]) -> Result<Weight> {
+    let info = store.find_any(&text_tensor_names(base))?;
+    info.expect_shape(shape)?;
+    let owned;
+    let bytes = match store.bytes(info) {
+        Some(b) => b,
+        None => {
+            owned = store.read(info).await?;
+            &owned[..]
+        }
+    };
+    Weight::upload(gpu, &info.name, info.dtype, shape, bytes)
+}
+
+async fn linear(gpu: &Gpu, store: &WeightStore, base: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+    let w = load(gpu, store, &format!("{base}.weight"), &[out, inp]).await?;
+    let b = if bias { Some(load(gpu, store, &format!("{base}.bias"), &[out]).await?) } else { None };
+    Ok(Linear { w, b })
+}
+
+impl TextModel {
+    /// Uploads every language-model tensor, checking names and shapes against `cfg`.
+    pub async fn load(gpu: &Gpu, store: &WeightStore, cfg: &TextConfig) -> Result<Self> {
+        let (h, i, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
+        let (q_out, kv_out) = (cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd);
+        let embed_tokens = load(gpu, store, "embed_tokens.weight", &[cfg.vocab_size, h]).await?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for l in 0..cfg.num_hidden_layers {
+            let p = format!("layers.{l}");
+            layers.push(Layer {
+                input_layernorm: load(gpu, store, &format!("{p}.input_layernorm.weight"), &[h]).await?,
+                post_attention_layernorm: load(gpu, store, &format!("{p}.post_attention_layernorm.weight"), &[h]).await?,
+                q_proj: linear(gpu, store, &format!("{p}.self_attn.q_proj"), q_out, h, true).await?,
+                k_proj: linear(gpu, store, &format!("{p}.self_attn.k_proj"), kv_out, h, true).await?,
+                v_proj: linear(gpu, store, &format!("{p}.self_attn.v_proj"), kv_out, h, true).await?,
+                o_proj: linear(gpu, store, &format!("{p}.self_attn.o_proj"), h, q_out, false).await?,
+                gate_proj: linear(gpu, store, &format!("{p}.mlp.gate_proj"), i, h, false).await?,
+                up_proj: linear(gpu, store, &format!("{p}.mlp.up_proj"), i, h, false).await?,
+                down_proj: linear(gpu, store, &format!("{p}.mlp.down_proj"), h, i, false).await?,
+            });
+        }
+        let norm = load(gpu, store, "norm.weight", &[h]).await?;
+        let has_head = store.find_any(&text_tensor_names("lm_head.weight")).is_ok();
+        let lm_head = if has_head {
+            load(gpu, store, "lm_head.weight", &[cfg.vocab_size, h]).await?
+        } else if cfg.tie_word_embeddings {
+            embed_tokens.clone()
+        } else {
+            return Err(Error::MissingTensor {
+                name: "lm_head.weight".into(),
+                tried: text_tensor_names("lm_head.weight").to_vec(),
+            });
+        };
+        Ok(Self {
+            inv_freq: rope::inv_freq(cfg.rope_theta, hd),
+            freq_axes: rope::frequency_axes(&cfg.mrope_section),
+            cfg: cfg.clone(),
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+        })
+    }
+
+    /// Records the forward of `ids` at `positions`, continuing the cache at `kv.len`, and returns
+    /// the logits tensor ((1 or n), vocab). Advances `kv.len` by n. `taps`, when given, receives
+    /// copies of the named intermediates (`embeds`, `layer.{i}`, `norm`).
+    pub fn forward(
+        &self,
+        rec: &mut Recorder,
+        kv: &mut KvCache,
+        scratch: &mut Scratch,
+        ids: &[u32],
+        positions: &[Position],
+        logits: Logits,
+        mut taps: Option<&mut Vec<(String, Tensor)>>,
+    ) -> Result<Tensor> {
+        let gpu = rec.gpu;
+        let cfg = &self.cfg;
+        let n = ids.len();
+        if n == 0 || positions.len() != n {
+            return Err(Error::Input(format!("forward of {n} tokens with {} positions", positions.len())));
+        }
+        if n > kv.remaining() {
+            return Err(Error::Input(format!(
+                "{n} more tokens do not fit: {} of {} context positions are used; raise --max-context",
+                kv.len, kv.max_ctx
+            )));
+        }
+        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+            return Err(Error::Input(format!("token id {bad} is outside the vocabulary of {}", cfg.vocab_size)));
+        }
+        let s = scratch.get(gpu, cfg, n, logits)?;
+        gpu.queue.write_buffer(&s.ids, 0, bytemuck::cast_slice(ids));
+        let (cos, sin) = rope::tables(positions, &self.inv_freq, &self.freq_axes);
+        gpu.queue.write_buffer(&s.cos.buffer, 0, bytemuck::cast_slice(&cos));
+        gpu.queue.write_buffer(&s.sin.buffer, 0, bytemuck::cast_slice(&sin));
+
+        let mut tap = |rec: &mut Recorder, name: String, t: &Tensor| -> Result<()> {
+            if let Some(taps) = taps.as_deref_mut() {
+                let copy = Tensor::zeros(gpu, &t.shape, &name)?;
+                ops::copy(rec, t, 0, &copy, 0, t.numel())?;
+                taps.push((name, copy));
+            }
+            Ok(())
+        };
+
+        let start = kv.len;
+        ops::embedding(rec, &s.ids, n, &self.embed_tokens, &s.x)?;
+        tap(rec, "embeds".into(), &s.x)?;
+        let (heads, kvh, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        for (l, layer) in self.layers.iter().enumerate() {
+            ops::rms_norm(rec, &s.x, &layer.input_layernorm, cfg.rms_norm_eps, &s.h)?;
+            ops::linear(rec, &s.h, &layer.q_proj.w, layer.q_proj.b.as_ref(), &s.q)?;
+            ops::linear(rec, &s.h, &layer.k_proj.w, layer.k_proj.b.as_ref(), &s.k)?;
+            ops::linear(rec, &s.h, &layer.v_proj.w, layer.v_proj.b.as_ref(), &s.v)?;
+            ops::rope_inplace(rec, &s.q, &s.cos, &s.sin)?;
+            ops::rope_to_cache(rec, &s.k, &s.cos, &s.sin, &kv.k[l], start)?;
+            ops::copy(rec, &s.v, 0, &kv.v[l], start * kvh * hd, n * kvh * hd)?;
+            ops::attention(rec, &s.q, &kv.k[l], &kv.v[l], start, &s.attn)?;
+            ops::linear(rec, &s.attn.view(&[n, heads * hd])?, &layer.o_proj.w, None, &s.o)?;
+            ops::add_inplace(rec, &s.x, &s.o)?;
+            ops::rms_norm(rec, &s.x, &layer.post_attention_layernorm, cfg.rms_norm_eps, &s.h)?;
+            ops::linear(rec, &s.h, &layer.gate_proj.w, None, &s.gate)?;
+            ops::linear(rec, &s.h, &layer.up_proj.w, None, &s.up)?;
+            ops::silu_mul(rec, &s.gate, &s.up, &s.act)?;
+            ops::linear(rec, &s.act, &layer.down_proj.w, None, &s.o)?;
+            ops::add_inplace(rec, &s.x, &s.o)?;
+            tap(rec, format!("layer.{l}"), &s.x)?;
+        }
+        ops::rms_norm(rec, &s.x, &self.norm, cfg.rms_norm_eps, &s.h)?;
+        tap(rec, "norm".into(), &s.h)?;
+        let head_in = match logits {
+            Logits::All => s.h.clone(),
+            Logits::Last => {
+                ops::copy(rec, &s.h, (n - 1) * cfg.hidden_size, &s.last, 0, cfg.hidden_size)?;
+                s.last.clone()
+            }
+        };
+        ops::linear(rec, &head_in, &self.lm_head, None, &s.logits)?;
+        kv.len += n;
+        Ok(s.logits.clone())
+    }
+}
+
+/// Activation buffers for one forward size, kept across steps so decode allocates nothing.
+pub struct ScratchSet {
+    ids: wgpu::Buffer, // (n) u32
+    cos: Tensor,       // (n, head_dim / 2)
+    sin: Tensor,       // (n, head_dim / 2)
+    x: Tensor,         // (n, hidden) residual stream
+    h: Tensor,         // (n, hidden) normed
+    q: Tensor,         // (n, heads, head_dim)
+    k: Tensor,         // (n, kv_heads, head_dim)
+    v: Tensor,         // (n, kv_heads, head_dim)
+    attn: Tensor,      // (n, heads, head_dim)
+    o: Tensor,         // (n, hidden)
+    gate: Tensor,      // (n, intermediate)
+    up: Tensor,        // (n, intermediate)
+    act: Tensor,       // (n, intermediate) silu(gate) * up
+    last: Tensor,      // (1, hidden)
+    logits: Tensor,    // (1 or n, vocab)
+}
+
+#[derive(Default)]
+pub struct Scratch {
+    sets: HashMap<(usize, Logits), ScratchSet>,
+}
+
+impl Scratch {
+    fn get(&mut self, gpu: &Gpu, cfg: &TextConfig, n: usize, logits: Logits) -> Result<&ScratchSet> {
+        if !self.sets.contains_key(&(n, logits)) {
+            let set = ScratchSet::new(gpu, cfg, n, logits)?;
+            self.sets.insert((n, logits), set);
+        }
+        Ok(&self.sets[&(n, logits)])
+    }
+}
+
+impl ScratchSet {
+    fn new(gpu: &Gpu, cfg: &TextConfig, n: usize, logits: Logits) -> Result<Self> {
+        let (h, i, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
+        let (heads, kvh) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let t = |shape: &[usize], name: &str| Tensor::zeros(gpu, shape, name);
+        let rows = if logits == Logits::All { n } else { 1 };
+        Ok(Self {
+            ids: t(&[n], "ids")?.buffer,
+            cos: t(&[n, hd / 2], "rope.cos")?,
+            sin: t(&[n, hd / 2], "rope.sin")?,
+            x: t(&[n, h], "x")?,
+            h: t(&[n, h], "h")?,
+            q: t(&[n, heads, hd], "q")?,
+            k: t(&[n, kvh, hd], "k")?,
+            v: t(&[n, kvh, hd], "v")?,
+            attn: t(&[n, heads, hd], "attn")?,
+            o: t(&[n, h], "o")?,
+            gate: t(&[n, i], "gate")?,
+            up: t(&[n, i], "up")?,
+            act: t(&[n, i], "act")?,
+            last: t(&[1, h], "last")?,
+            logits: t(&[rows, cfg.vocab_size], "logits")?,
+        })
+    }
+}

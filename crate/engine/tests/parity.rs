@@ -1,0 +1,159 @@
+//! Stage and end-to-end parity with Hugging Face transformers on the committed tiny models
+//! (goldens from tools/fixtures/make_text_models.py). Tolerances (f32 math, bf16 weights):
+//!
+//! | stage | abs tolerance | why |
+//! |---|---|---|
+//! | embeds | 0 | a gather of bf16 values widened to f32 |
+//! | layer.i, norm | 1e-4 + 1e-4 * abs(ref) | f32 sums in another order than torch |
+//! | logits (prefill and every decode step) | 1e-4 + 1e-4 * abs(ref) | same; reference-data.md asks 1e-4, the issue 1e-3 |
+//! | greedy ids | exact | |
+
+mod common_gpu;
+
+use std::path::{Path, PathBuf};
+
+use common_gpu::{assert_close, gpu};
+use qoqmed_engine::config::ModelConfig;
+use qoqmed_engine::generate::{GenerateOptions, generate};
+use qoqmed_engine::gpu::{Gpu, Recorder};
+use qoqmed_engine::kv_cache::KvCache;
+use qoqmed_engine::model::rope;
+use qoqmed_engine::model::{Logits, Scratch, TextModel};
+use qoqmed_engine::sampler::SamplingParams;
+use qoqmed_engine::weights::{ModelFiles, WeightStore};
+use safetensors::{Dtype, SafeTensors};
+
+const TOL: f32 = 1e-4;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+struct Golden {
+    bytes: Vec<u8>,
+}
+
+impl Golden {
+    fn load(model: &str, case: &str) -> Self {
+        let path = fixtures().join("goldens").join(model).join(format!("{case}.safetensors"));
+        Self { bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())) }
+    }
+    fn has(&self, name: &str) -> bool {
+        SafeTensors::deserialize(&self.bytes).unwrap().names().iter().any(|n| *n == name)
+    }
+    fn f32(&self, name: &str) -> (Vec<f32>, Vec<usize>) {
+        let st = SafeTensors::deserialize(&self.bytes).unwrap();
+        let t = st.tensor(name).unwrap_or_else(|e| panic!("golden {name}: {e}"));
+        assert_eq!(t.dtype(), Dtype::F32, "{name}");
+        (bytemuck::pod_collect_to_vec(t.data()), t.shape().to_vec())
+    }
+    fn i64(&self, name: &str) -> Vec<i64> {
+        let st = SafeTensors::deserialize(&self.bytes).unwrap();
+        let t = st.tensor(name).unwrap_or_else(|e| panic!("golden {name}: {e}"));
+        assert_eq!(t.dtype(), Dtype::I64, "{name}");
+        bytemuck::pod_collect_to_vec(t.data())
+    }
+    fn ids(&self, name: &str) -> Vec<u32> {
+        self.i64(name).into_iter().map(|v| v as u32).collect()
+    }
+}
+
+fn load_model(gpu: &Gpu, folder: &str) -> TextModel {
+    let files = ModelFiles::from_dir(&fixtures().join("models").join(folder)).unwrap();
+    let cfg = ModelConfig::from_json(&files.config).unwrap();
+    let store = pollster::block_on(WeightStore::open(files.weights)).unwrap();
+    pollster::block_on(TextModel::load(gpu, &store, &cfg.text)).unwrap()
+}
+
+fn check_stages(gpu: &Gpu, folder: &str, golden_model: &str, case: &str) {
+    let model = load_model(gpu, folder);
+    let g = Golden::load(golden_model, case);
+    let ids = g.ids("input_ids");
+    let positions = rope::text_positions(0, ids.len(), 0);
+    let golden_pos = g.i64("position_ids");
+    for (axis, chunk) in golden_pos.chunks(ids.len()).enumerate() {
+        let ours: Vec<i64> = positions.iter().map(|p| p[axis] as i64).collect();
+        assert_eq!(ours, chunk, "{folder}/{case}: position_ids axis {axis}");
+    }
+    let mut kv = KvCache::new(gpu, &model.cfg, ids.len() + 4).unwrap();
+    let mut scratch = Scratch::default();
+    let mut taps = Vec::new();
+    let mut rec = Recorder::new(gpu);
+    let logits = model.forward(&mut rec, &mut kv, &mut scratch, &ids, &positions, Logits::All, Some(&mut taps)).unwrap();
+    rec.submit().unwrap();
+    for (name, t) in &taps {
+        let got = pollster::block_on(t.to_vec(gpu)).unwrap();
+        let (want, shape) = g.f32(name);
+        assert_eq!(t.shape, shape, "{name}");
+        let tol = if name == "embeds" { 0.0 } else { TOL };
+        assert_close(&format!("{folder}/{case} {name}"), &got, &want, tol, tol);
+    }
+    assert_eq!(taps.len(), model.cfg.num_hidden_layers + 2, "taps: embeds, every layer, norm");
+    let all = pollster::block_on(logits.to_vec(gpu)).unwrap();
+    let rows: Vec<i64> = g.i64("logits_row_index");
+    let (want, shape) = g.f32("logits_rows");
+    let vocab = model.cfg.vocab_size;
+    assert_eq!(shape, vec![rows.len(), vocab]);
+    let got: Vec<f32> = rows.iter().flat_map(|&r| all[r as usize * vocab..][..vocab].to_vec()).collect();
+    assert_close(&format!("{folder}/{case} logits"), &got, &want, TOL, TOL);
+}
+
+fn check_greedy(gpu: &Gpu, folder: &str, golden_model: &str, case: &str, variant: &str, penalty: f32) {
+    let model = load_model(gpu, folder);
+    let g = Golden::load(golden_model, case);
+    let ids = g.ids("input_ids");
+    let want = g.ids(&format!("{variant}.generated_ids"));
+    let opts = GenerateOptions {
+        max_new_tokens: want.len(),
+        sampling: SamplingParams { temperature: 0.0, repetition_penalty: penalty, ..SamplingParams::default() },
+        eos_token_ids: Vec::new(),
+        max_context: ids.len() + want.len() + 1,
+        prefill_chunk: 7, // several prefill submissions: exercises the cache cursor across chunks
+        keep_logits: true,
+        ..GenerateOptions::default()
+    };
+    let positions = rope::text_positions(0, ids.len(), 0);
+    let out = pollster::block_on(generate(gpu, &model, &ids, &positions, 0, &opts, &mut |_| true)).unwrap();
+    assert_eq!(out.token_ids, want, "{folder}/{case} {variant}: greedy ids");
+    let vocab = model.cfg.vocab_size;
+    let steps_name = format!("{variant}.step_logits");
+    if g.has(&steps_name) {
+        let (steps, _) = g.f32(&steps_name);
+        let got: Vec<f32> = out.step_logits.concat();
+        assert_close(&format!("{folder}/{case} {variant} step logits"), &got, &steps, TOL, TOL);
+    } else {
+        // Big vocab: the goldens keep the top-64 of each step.
+        let (vals, _) = g.f32(&format!("{steps_name}_topk_values"));
+        let idx = g.i64(&format!("{steps_name}_topk_indices"));
+        let k = vals.len() / want.len();
+        for (s, step) in out.step_logits.iter().enumerate() {
+            let got: Vec<f32> = idx[s * k..][..k].iter().map(|&i| step[i as usize]).collect();
+            assert_close(&format!("{folder}/{case} {variant} step {s} top-{k}"), &got, &vals[s * k..][..k], TOL, TOL);
+        }
+    }
+    assert_eq!(out.step_logits.len(), want.len());
+    let _ = vocab;
+}
+
+#[test]
+fn stages_match_transformers_small_vocab() {
+    let gpu = gpu();
+    for case in ["short", "medium", "qoq"] {
+        check_stages(&gpu, "tiny-small-vocab", "tiny-small-vocab", case);
+    }
+}
+
+#[test]
+fn nested_sharded_checkpoint_gives_the_same_stages() {
+    let gpu = gpu();
+    check_stages(&gpu, "tiny-small-vocab-nested", "tiny-small-vocab", "short");
+}
+
+#[test]
+fn greedy_ids_match_transformers_small_vocab() {
+    let gpu = gpu();
+    for case in ["short", "medium", "qoq"] {
+        check_greedy(&gpu, "tiny-small-vocab", "tiny-small-vocab", case, "greedy", 1.0);
+        check_greedy(&gpu, "tiny-small-vocab", "tiny-small-vocab", case, "greedy_rp", 1.05);
+    }
+}
