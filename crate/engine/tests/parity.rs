@@ -58,18 +58,35 @@ impl Golden {
     }
 }
 
-fn load_model(gpu: &Gpu, folder: &str) -> TextModel {
+fn load_model(gpu: &Gpu, folder: &str) -> (TextModel, ModelConfig) {
     let files = ModelFiles::from_dir(&fixtures().join("models").join(folder)).unwrap();
     let cfg = ModelConfig::from_json(&files.config).unwrap();
     let store = pollster::block_on(WeightStore::open(files.weights)).unwrap();
-    pollster::block_on(TextModel::load(gpu, &store, &cfg.text)).unwrap()
+    (pollster::block_on(TextModel::load(gpu, &store, &cfg.text)).unwrap(), cfg)
+}
+
+/// The prompt's M-RoPE positions as our engine computes them; cases with image placeholders
+/// (no pixels) carry the processor's (t, h, w) patch grid in their json.
+fn positions(model: &str, case: &str, ids: &[u32], cfg: &ModelConfig) -> (Vec<rope::Position>, i64) {
+    let path = fixtures().join("goldens").join(model).join(format!("{case}.json"));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let grids: Vec<[u32; 3]> = match json.get("image_grid_thw").filter(|g| !g.is_null()) {
+        Some(g) => {
+            let g: Vec<u32> = serde_json::from_value(g.clone()).unwrap();
+            let merge = cfg.vision.as_ref().unwrap().spatial_merge_size as u32;
+            vec![[g[0], g[1] / merge, g[2] / merge]]
+        }
+        None => Vec::new(),
+    };
+    rope::prompt_positions(ids, cfg.image_token_id, &grids).unwrap()
 }
 
 fn check_stages(gpu: &Gpu, folder: &str, golden_model: &str, case: &str) {
-    let model = load_model(gpu, folder);
+    let (model, cfg) = load_model(gpu, folder);
     let g = Golden::load(golden_model, case);
     let ids = g.ids("input_ids");
-    let positions = rope::text_positions(0, ids.len(), 0);
+    let (positions, delta) = positions(golden_model, case, &ids, &cfg);
+    assert_eq!(delta, g.i64("rope_deltas")[0], "{folder}/{case}: rope_deltas");
     let golden_pos = g.i64("position_ids");
     for (axis, chunk) in golden_pos.chunks(ids.len()).enumerate() {
         let ours: Vec<i64> = positions.iter().map(|p| p[axis] as i64).collect();
@@ -99,9 +116,10 @@ fn check_stages(gpu: &Gpu, folder: &str, golden_model: &str, case: &str) {
 }
 
 fn check_greedy(gpu: &Gpu, folder: &str, golden_model: &str, case: &str, variant: &str, penalty: f32) {
-    let model = load_model(gpu, folder);
+    let (model, cfg) = load_model(gpu, folder);
     let g = Golden::load(golden_model, case);
     let ids = g.ids("input_ids");
+    let (positions, delta) = positions(golden_model, case, &ids, &cfg);
     let want = g.ids(&format!("{variant}.generated_ids"));
     let opts = GenerateOptions {
         max_new_tokens: want.len(),
@@ -112,8 +130,7 @@ fn check_greedy(gpu: &Gpu, folder: &str, golden_model: &str, case: &str, variant
         keep_logits: true,
         ..GenerateOptions::default()
     };
-    let positions = rope::text_positions(0, ids.len(), 0);
-    let out = pollster::block_on(generate(gpu, &model, &ids, &positions, 0, &opts, &mut |_| true)).unwrap();
+    let out = pollster::block_on(generate(gpu, &model, &ids, &positions, delta, &opts, &mut |_| true)).unwrap();
     assert_eq!(out.token_ids, want, "{folder}/{case} {variant}: greedy ids");
     let vocab = model.cfg.vocab_size;
     let steps_name = format!("{variant}.step_logits");
@@ -132,13 +149,13 @@ fn check_greedy(gpu: &Gpu, folder: &str, golden_model: &str, case: &str, variant
         }
     }
     assert_eq!(out.step_logits.len(), want.len());
-    let _ = vocab;
+    assert!(vocab > 0);
 }
 
 #[test]
 fn stages_match_transformers_small_vocab() {
     let gpu = gpu();
-    for case in ["short", "medium", "qoq"] {
+    for case in ["short", "medium", "qoq", "mrope"] {
         check_stages(&gpu, "tiny-small-vocab", "tiny-small-vocab", case);
     }
 }
@@ -152,8 +169,25 @@ fn nested_sharded_checkpoint_gives_the_same_stages() {
 #[test]
 fn greedy_ids_match_transformers_small_vocab() {
     let gpu = gpu();
-    for case in ["short", "medium", "qoq"] {
+    for case in ["short", "medium", "qoq", "mrope"] {
         check_greedy(&gpu, "tiny-small-vocab", "tiny-small-vocab", case, "greedy", 1.0);
         check_greedy(&gpu, "tiny-small-vocab", "tiny-small-vocab", case, "greedy_rp", 1.05);
+    }
+}
+
+#[test]
+fn untied_lm_head_matches_transformers() {
+    let gpu = gpu();
+    check_stages(&gpu, "tiny-small-vocab-untied", "tiny-small-vocab-untied", "short");
+    check_greedy(&gpu, "tiny-small-vocab-untied", "tiny-small-vocab-untied", "short", "greedy", 1.0);
+}
+
+#[test]
+fn real_vocab_model_matches_transformers() {
+    let gpu = gpu();
+    for case in ["short", "qoq"] {
+        check_stages(&gpu, "tiny-qwen-vocab", "tiny-qwen-vocab", case);
+        check_greedy(&gpu, "tiny-qwen-vocab", "tiny-qwen-vocab", case, "greedy", 1.0);
+        check_greedy(&gpu, "tiny-qwen-vocab", "tiny-qwen-vocab", case, "greedy_rp", 1.05);
     }
 }
