@@ -33,7 +33,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => generate::run(args),
-        Command::Adapters => generate::list_adapters(),
+        Command::Adapters => generate::list_adapters_cmd(),
         Command::Preprocess(args) => preprocess::run(args),
         Command::EcgPlot(args) => ecg_plot::run(args),
         Command::Advantages(args) => advantages::run(args),
