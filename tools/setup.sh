@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what building and testing qoqmed needs on a fresh Debian/Ubuntu machine:
+# a Vulkan loader + Mesa's software Vulkan driver (lavapipe, so the GPU tests run without a GPU),
+# and the wasm32 Rust target (the browser build of the readers and the engine).
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+need_apt=()
+[ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
+ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1' || need_apt+=(libvulkan1)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null; then
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+    else
+        echo "setup: install a Vulkan loader and driver (${need_apt[*]} on Debian) by hand" >&2
+        exit 1
+    fi
+fi
+
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -q wasm32-unknown-unknown; then
+    rustup target add wasm32-unknown-unknown
+fi
+echo "setup: ok"

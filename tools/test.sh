@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The project's one test command (the README's and CI's): native tests on whatever wgpu adapter
+# is present (Mesa lavapipe without a GPU: GPU tests never skip, they fail if no adapter exists),
+# then the wasm32 builds of the crates the browser app uses.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh
+# lavapipe warns about a missing XDG_RUNTIME_DIR on headless machines.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+
+cargo test --release --workspace
+
+# The readers and the engine must keep compiling for the browser (no native-only crates).
+# --no-default-features drops the native edges (mmap, C codecs) exactly as the web build will.
+cargo build --release --target wasm32-unknown-unknown --no-default-features \
+    -p qoqmed-engine -p qoqmed-imaging -p qoqmed-ecg -p qoqmed-output -p qoqmed-rl
+echo "wasm32 builds: ok"
