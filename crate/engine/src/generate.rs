@@ -6,9 +6,8 @@ use web_time::Instant;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder, Tensor, map_read, ops, staging_buffer};
-use crate::kv_cache::KvCache;
 use crate::model::rope::{self, Position};
-use crate::model::{Logits, Scratch, TextModel};
+use crate::model::{Logits, Session, TextModel};
 use crate::sampler::{Sampler, SamplingParams};
 
 #[derive(Clone, Debug)]
@@ -136,7 +135,7 @@ pub async fn generate(
         )));
     }
     let vocab = model.cfg.vocab_size;
-    let mut sampler = Sampler::new(opts.sampling.clone());
+    let mut sampler = Sampler::new(opts.sampling);
     let storage = |size| {
         gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("argmax"),
@@ -152,8 +151,7 @@ pub async fn generate(
         vocab,
         gpu_argmax: !sampler.needs_logits() && opts.logit_bias.is_empty() && !opts.keep_logits,
     };
-    let mut kv = KvCache::new(gpu, &model.cfg, opts.max_context)?;
-    let mut scratch = Scratch::default();
+    let mut session = Session::new(gpu, &model.cfg, opts.max_context)?;
     let mut history = prompt.to_vec();
     let mut out = Generation {
         prompt_tokens: prompt.len(),
@@ -173,7 +171,7 @@ pub async fn generate(
     while start < prompt.len() {
         let end = (start + chunk).min(prompt.len());
         let mut rec = Recorder::new(gpu);
-        let logits = model.forward(&mut rec, &mut kv, &mut scratch, &prompt[start..end], &positions[start..end], Logits::Last, None)?;
+        let logits = model.forward(&mut rec, &mut session, &prompt[start..end], &positions[start..end], Logits::Last, None)?;
         if end == prompt.len() {
             readout.record(&mut rec, &logits)?;
         }
@@ -200,13 +198,13 @@ pub async fn generate(
             out.stop = StopReason::MaxTokens;
             break;
         }
-        if kv.remaining() == 0 {
+        if session.kv.remaining() == 0 {
             out.stop = StopReason::ContextFull;
             break;
         }
-        let pos = rope::text_positions(kv.len, 1, rope_delta);
+        let pos = rope::text_positions(session.kv.len, 1, rope_delta);
         let mut rec = Recorder::new(gpu);
-        let logits = model.forward(&mut rec, &mut kv, &mut scratch, &[token], &pos, Logits::Last, None)?;
+        let logits = model.forward(&mut rec, &mut session, &[token], &pos, Logits::Last, None)?;
         readout.record(&mut rec, &logits)?;
         rec.submit()?;
         let (next, raw) = readout.take(gpu, &mut sampler, opts, &history).await?;

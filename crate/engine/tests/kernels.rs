@@ -151,7 +151,10 @@ fn rope_rotates_in_place_and_into_cache() {
     assert_close("rope to cache (guards untouched)", &read(&gpu, &cache), &want_cache, 1e-6, 1e-6);
 }
 
-fn cpu_attention(q: &[f32], kc: &[f32], vc: &[f32], n_q: usize, start: usize, heads: usize, kvh: usize, hd: usize) -> Vec<f32> {
+/// (n_q, start, heads, kv_heads, head_dim)
+type AttnShape = (usize, usize, usize, usize, usize);
+
+fn cpu_attention(q: &[f32], kc: &[f32], vc: &[f32], (n_q, start, heads, kvh, hd): AttnShape) -> Vec<f32> {
     let mut out = vec![0.0; n_q * heads * hd];
     let group = heads / kvh;
     for i in 0..n_q {
@@ -195,7 +198,7 @@ fn attention_causal_gqa_matches_cpu() {
         let mut rec = Recorder::new(&gpu);
         ops::attention(&mut rec, &qt, &kt, &vt, start, &out).unwrap();
         run(&gpu, rec);
-        let want = cpu_attention(&q, &kc, &vc, n_q, start, heads, kvh, hd);
+        let want = cpu_attention(&q, &kc, &vc, (n_q, start, heads, kvh, hd));
         assert_close(&format!("attention nq{n_q} start{start} h{heads}/{kvh} hd{hd}"), &read(&gpu, &out), &want, 2e-6, 1e-5);
     }
 }
@@ -210,7 +213,7 @@ fn elementwise_ops_match_cpu() {
     let at = Tensor::from_f32(&gpu, &a, &[n], "a").unwrap();
     let bt = Tensor::from_f32(&gpu, &b, &[n], "b").unwrap();
     let out = Tensor::zeros(&gpu, &[n], "out").unwrap();
-    let dst = Tensor::from_f32(&gpu, &vec![-1.0; 20], &[20], "dst").unwrap();
+    let dst = Tensor::from_f32(&gpu, &[-1.0; 20], &[20], "dst").unwrap();
     let mut rec = Recorder::new(&gpu);
     ops::silu_mul(&mut rec, &at, &bt, &out).unwrap();
     ops::copy(&mut rec, &bt, 990, &dst, 3, 11).unwrap();

@@ -16,9 +16,8 @@ use common_gpu::{assert_close, gpu};
 use qoqmed_engine::config::ModelConfig;
 use qoqmed_engine::generate::{GenerateOptions, generate};
 use qoqmed_engine::gpu::{Gpu, Recorder};
-use qoqmed_engine::kv_cache::KvCache;
 use qoqmed_engine::model::rope;
-use qoqmed_engine::model::{Logits, Scratch, TextModel};
+use qoqmed_engine::model::{Logits, Session, TextModel};
 use qoqmed_engine::sampler::SamplingParams;
 use qoqmed_engine::weights::{ModelFiles, WeightStore};
 use safetensors::{Dtype, SafeTensors};
@@ -39,7 +38,7 @@ impl Golden {
         Self { bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())) }
     }
     fn has(&self, name: &str) -> bool {
-        SafeTensors::deserialize(&self.bytes).unwrap().names().iter().any(|n| *n == name)
+        SafeTensors::deserialize(&self.bytes).unwrap().names().contains(&name)
     }
     fn f32(&self, name: &str) -> (Vec<f32>, Vec<usize>) {
         let st = SafeTensors::deserialize(&self.bytes).unwrap();
@@ -92,11 +91,10 @@ fn check_stages(gpu: &Gpu, folder: &str, golden_model: &str, case: &str) {
         let ours: Vec<i64> = positions.iter().map(|p| p[axis] as i64).collect();
         assert_eq!(ours, chunk, "{folder}/{case}: position_ids axis {axis}");
     }
-    let mut kv = KvCache::new(gpu, &model.cfg, ids.len() + 4).unwrap();
-    let mut scratch = Scratch::default();
+    let mut session = Session::new(gpu, &model.cfg, ids.len() + 4).unwrap();
     let mut taps = Vec::new();
     let mut rec = Recorder::new(gpu);
-    let logits = model.forward(&mut rec, &mut kv, &mut scratch, &ids, &positions, Logits::All, Some(&mut taps)).unwrap();
+    let logits = model.forward(&mut rec, &mut session, &ids, &positions, Logits::All, Some(&mut taps)).unwrap();
     rec.submit().unwrap();
     for (name, t) in &taps {
         let got = pollster::block_on(t.to_vec(gpu)).unwrap();

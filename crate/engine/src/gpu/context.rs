@@ -160,6 +160,6 @@ impl Gpu {
     }
 
     pub fn max_binding(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size as u64
+        self.limits.max_storage_buffer_binding_size
     }
 }

@@ -181,7 +181,7 @@ mod tests {
         assert!(src.contains("word & 0xffff0000u"));
         assert!(!src.contains("unpack2x16float"));
         assert!(!src.contains('#'));
-        assert_eq!(key.label(), "matmul_vec.VEC.W_BF16.WG=64");
+        assert_eq!(key.label(), "matmul_vec.VEC.WG=64.W_BF16");
     }
 
     #[test]

@@ -4,4 +4,4 @@
 pub mod rope;
 pub mod text;
 
-pub use text::{Logits, Scratch, TextModel};
+pub use text::{Logits, Session, TextModel};

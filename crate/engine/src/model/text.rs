@@ -111,14 +111,13 @@ impl TextModel {
         })
     }
 
-    /// Records the forward of `ids` at `positions`, continuing the cache at `kv.len`, and returns
-    /// the logits tensor ((1 or n), vocab). Advances `kv.len` by n. `taps`, when given, receives
+    /// Records the forward of `ids` at `positions`, continuing the session's cache at `kv.len`, and
+    /// returns the logits tensor ((1 or n), vocab). Advances `kv.len` by n. `taps`, when given, receives
     /// copies of the named intermediates (`embeds`, `layer.{i}`, `norm`).
     pub fn forward(
         &self,
         rec: &mut Recorder,
-        kv: &mut KvCache,
-        scratch: &mut Scratch,
+        session: &mut Session,
         ids: &[u32],
         positions: &[Position],
         logits: Logits,
@@ -126,6 +125,7 @@ impl TextModel {
     ) -> Result<Tensor> {
         let gpu = rec.gpu;
         let cfg = &self.cfg;
+        let Session { kv, scratch } = session;
         let n = ids.len();
         if n == 0 || positions.len() != n {
             return Err(Error::Input(format!("forward of {n} tokens with {} positions", positions.len())));
@@ -192,8 +192,20 @@ impl TextModel {
     }
 }
 
+/// One conversation's GPU state: its KV cache and the activation buffers its steps reuse.
+pub struct Session {
+    pub kv: KvCache,
+    scratch: Scratch,
+}
+
+impl Session {
+    pub fn new(gpu: &Gpu, cfg: &TextConfig, max_ctx: usize) -> Result<Self> {
+        Ok(Self { kv: KvCache::new(gpu, cfg, max_ctx)?, scratch: Scratch::default() })
+    }
+}
+
 /// Activation buffers for one forward size, kept across steps so decode allocates nothing.
-pub struct ScratchSet {
+struct ScratchSet {
     ids: wgpu::Buffer, // (n) u32
     cos: Tensor,       // (n, head_dim / 2)
     sin: Tensor,       // (n, head_dim / 2)
@@ -212,17 +224,16 @@ pub struct ScratchSet {
 }
 
 #[derive(Default)]
-pub struct Scratch {
+struct Scratch {
     sets: HashMap<(usize, Logits), ScratchSet>,
 }
 
 impl Scratch {
     fn get(&mut self, gpu: &Gpu, cfg: &TextConfig, n: usize, logits: Logits) -> Result<&ScratchSet> {
-        if !self.sets.contains_key(&(n, logits)) {
-            let set = ScratchSet::new(gpu, cfg, n, logits)?;
-            self.sets.insert((n, logits), set);
+        match self.sets.entry((n, logits)) {
+            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(e) => Ok(e.insert(ScratchSet::new(gpu, cfg, n, logits)?)),
         }
-        Ok(&self.sets[&(n, logits)])
     }
 }
 
