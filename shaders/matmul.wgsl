@@ -1,5 +1,5 @@
 // Linear layers, y = x W^T (+ b), W in the checkpoint's (out, in) layout.
-// `matmul_vec` is the decode GEMV (one token: K split across the workgroup, ROWS outputs per
+// `matmul_vec_narrow` is the GEMV for k <= 128 (one thread per output); `matmul_vec` is the decode GEMV (one token: K split across the workgroup, ROWS outputs per
 // workgroup so each x value is loaded once for several rows); `matmul_mat` is the prefill GEMM
 // (64x64 output tiles, 4x4 per thread, K in steps of 16 through workgroup memory).
 
@@ -65,6 +65,27 @@ fn matmul_vec(
             y[row * p.n + col] = partial[lid.x * WG] + bias_at(col);
         }
     }
+}
+#endif
+
+#ifdef VEC_NARROW
+// Narrow matrices (small k, e.g. a small model's lm_head): one thread per output, no reduction,
+// so the cost is not dominated by per-workgroup barriers.
+@compute @workgroup_size(WG)
+fn matmul_vec_narrow(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let col = gid.x + gid.y * nwg.x * WG;
+    let row = gid.z;
+    if (col >= p.n) {
+        return;
+    }
+    var acc = 0.0;
+    for (var kk = 0u; kk < p.k; kk++) {
+        acc += x[row * p.k + kk] * load_w(col * p.k + kk);
+    }
+    y[row * p.n + col] = acc + bias_at(col);
 }
 #endif
 

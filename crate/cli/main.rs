@@ -2,6 +2,7 @@
 //! commands, so their flags and JSON outputs are a stable contract.
 
 mod advantages;
+mod bench;
 mod ecg_plot;
 mod generate;
 mod preprocess;
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Answer a question about images, ECGs and text with a QoQ-Med / Qwen2.5-VL checkpoint.
     Generate(generate::Args),
+    /// Measure prefill/decode speed and bandwidth efficiency against a copy kernel on this adapter.
+    Bench(bench::Args),
     /// List the GPU adapters wgpu can see (use the index with `generate --adapter`).
     Adapters,
     /// Turn images and ECGs into the tensors the model takes and write them to a safetensors file.
@@ -33,6 +36,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => generate::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Adapters => generate::list_adapters_cmd(),
         Command::Preprocess(args) => preprocess::run(args),
         Command::EcgPlot(args) => ecg_plot::run(args),

@@ -111,6 +111,27 @@ impl TextModel {
         })
     }
 
+    /// Bytes of weights one decode step reads: every layer, the final norm, the lm_head, and one
+    /// embedding row. The numerator of the bandwidth-efficiency figure `qoqmed bench` reports.
+    pub fn weight_bytes_per_token(&self) -> u64 {
+        let bytes = |w: &Weight| (w.numel() * w.dtype.size_in_bytes()) as u64;
+        let lin = |l: &Linear| bytes(&l.w) + l.b.as_ref().map_or(0, bytes);
+        let layers: u64 = self
+            .layers
+            .iter()
+            .map(|l| {
+                bytes(&l.input_layernorm)
+                    + bytes(&l.post_attention_layernorm)
+                    + [&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj]
+                        .into_iter()
+                        .map(lin)
+                        .sum::<u64>()
+            })
+            .sum();
+        let row = bytes(&self.embed_tokens) / self.cfg.vocab_size.max(1) as u64;
+        layers + bytes(&self.norm) + bytes(&self.lm_head) + row
+    }
+
     /// Records the forward of `ids` at `positions`, continuing the session's cache at `kv.len`, and
     /// returns the logits tensor ((1 or n), vocab). Advances `kv.len` by n. `taps`, when given, receives
     /// copies of the named intermediates (`embeds`, `layer.{i}`, `norm`).

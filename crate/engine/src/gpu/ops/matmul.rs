@@ -15,6 +15,9 @@ struct Params {
 }
 
 const VEC_WG: u32 = 64;
+/// Up to this many inputs a GEMV output is one thread's loop: splitting k across a workgroup only
+/// pays for its reduction when k is long.
+const NARROW_K: usize = 128;
 const VEC_ROWS: u32 = 4;
 const MAT_TILE: u32 = 64;
 
@@ -36,7 +39,12 @@ pub fn linear(rec: &mut Recorder, x: &Tensor, w: &Weight, bias: Option<&Weight>,
         }
     }
     let params = Params { m: u32_of("linear", m)?, n: u32_of("linear", n)?, k: u32_of("linear", k)?, _pad: 0 };
-    let (key, groups) = if m == 1 {
+    let (key, groups) = if m == 1 && k <= NARROW_K {
+        let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_vec_narrow").flag("VEC_NARROW").value("WG", VEC_WG);
+        let mut g = grid(params.n.div_ceil(VEC_WG), rec.gpu.limits.max_compute_workgroups_per_dimension);
+        g[2] = params.m;
+        (key, g)
+    } else if m == 1 {
         let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_vec")
             .flag("VEC")
             .value("WG", VEC_WG)
