@@ -189,3 +189,50 @@ fn real_vocab_model_matches_transformers() {
         check_greedy(&gpu, "tiny-qwen-vocab", "tiny-qwen-vocab", case, "greedy_rp", 1.05);
     }
 }
+
+/// A source that only answers byte-range reads (as fetched ranges or JS file slices on the web),
+/// so the loader's streaming path runs instead of the zero-copy one.
+struct RangeOnly(qoqmed_engine::weights::MemorySource);
+
+impl qoqmed_engine::weights::ByteSource for RangeOnly {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, len: usize) -> qoqmed_engine::weights::ReadFuture<'_> {
+        self.0.read(offset, len)
+    }
+}
+
+#[test]
+fn range_only_sources_load_the_same_model() {
+    let gpu = gpu();
+    let dir = fixtures().join("models/tiny-small-vocab-nested");
+    let files = ModelFiles::from_dir(&dir).unwrap();
+    let cfg = ModelConfig::from_json(&files.config).unwrap();
+    let mut sources: Vec<Box<dyn qoqmed_engine::weights::ByteSource>> = Vec::new();
+    for s in &files.weights {
+        let bytes = s.as_slice().expect("mmapped natively").to_vec();
+        sources.push(Box::new(RangeOnly(qoqmed_engine::weights::MemorySource::new(s.name(), bytes))));
+    }
+    let store = pollster::block_on(WeightStore::open(sources)).unwrap();
+    let model = pollster::block_on(TextModel::load(&gpu, &store, &cfg.text)).unwrap();
+    let g = Golden::load("tiny-small-vocab", "short");
+    let ids = g.ids("input_ids");
+    let positions = rope::text_positions(0, ids.len(), 0);
+    let mut session = Session::new(&gpu, &model.cfg, ids.len()).unwrap();
+    let mut rec = Recorder::new(&gpu);
+    let logits = model.forward(&mut rec, &mut session, &ids, &positions, Logits::Last, None).unwrap();
+    rec.submit().unwrap();
+    let got = pollster::block_on(logits.to_vec(&gpu)).unwrap();
+    let (rows, _) = g.f32("logits_rows");
+    let vocab = model.cfg.vocab_size;
+    let last = &rows[rows.len() - vocab..];
+    assert_close("range-only source, last logits", &got, last, TOL, TOL);
+    // The context is exactly full now: one more token must be refused, not written out of bounds.
+    let mut rec = Recorder::new(&gpu);
+    let err = model.forward(&mut rec, &mut session, &[1], &rope::text_positions(ids.len(), 1, 0), Logits::Last, None);
+    assert!(err.is_err_and(|e| e.to_string().contains("--max-context")));
+}
