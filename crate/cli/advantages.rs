@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::ValueEnum;
 use qoqmed_rl::{
-    ClusterMode, DomainMean, DrpoOptions, DrpoState, Group, KlDamping, Method, Statistics,
+    ClusterMode, DomainMean, DrpoOptions, DrpoState, KlDamping, Method, Statistics, StepRecord,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -95,24 +95,8 @@ enum KlDampingArg {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct InputGroup {
-    id: String,
-    domain: String,
-    rewards: Vec<f64>,
-    #[serde(default)]
-    kl: Option<Vec<f64>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Step {
-    groups: Vec<InputGroup>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Steps {
-    steps: Vec<Step>,
+    steps: Vec<StepRecord>,
 }
 
 impl Args {
@@ -158,10 +142,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let value: Value = serde_json::from_str(&text)
         .with_context(|| format!("--input {} is not valid JSON", args.input.display()))?;
     let multi = value.get("steps").is_some();
-    let steps: Vec<Step> = if multi {
+    let steps: Vec<StepRecord> = if multi {
         serde_json::from_value::<Steps>(value).map(|s| s.steps)
     } else {
-        serde_json::from_value::<Step>(value).map(|s| vec![s])
+        serde_json::from_value::<StepRecord>(value).map(|s| vec![s])
     }
     .with_context(|| {
         format!(
@@ -174,16 +158,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut state = DrpoState::new();
     let mut outputs = Vec::with_capacity(steps.len());
     for (index, step) in steps.iter().enumerate() {
-        let groups: Vec<Group<'_>> = step
-            .groups
-            .iter()
-            .map(|g| Group {
-                id: &g.id,
-                domain: &g.domain,
-                rewards: &g.rewards,
-                kl: g.kl.as_deref(),
-            })
-            .collect();
+        let groups = step.groups();
         let result = qoqmed_rl::advantages(&mut state, &groups, &options)
             .with_context(|| format!("step {index} of {}", args.input.display()))?;
         let rows: Vec<&[f64]> = result.rows().collect();

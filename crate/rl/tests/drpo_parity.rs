@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use qoqmed_rl::{DrpoOptions, DrpoState, Group, advantages};
+use qoqmed_rl::{DrpoOptions, DrpoState, StepRecord, advantages};
 use serde_json::Value;
 
 const TOL: f64 = 1e-5;
@@ -15,34 +15,6 @@ fn fixtures() -> PathBuf {
 fn read(path: &PathBuf) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-struct OwnedGroup {
-    id: String,
-    domain: String,
-    rewards: Vec<f64>,
-    kl: Option<Vec<f64>>,
-}
-
-fn groups_of(step: &Value) -> Vec<OwnedGroup> {
-    let floats = |v: &Value| -> Vec<f64> {
-        v.as_array()
-            .expect("array")
-            .iter()
-            .map(|x| x.as_f64().expect("number"))
-            .collect()
-    };
-    step["groups"]
-        .as_array()
-        .expect("groups")
-        .iter()
-        .map(|g| OwnedGroup {
-            id: g["id"].as_str().expect("id").to_owned(),
-            domain: g["domain"].as_str().expect("domain").to_owned(),
-            rewards: floats(&g["rewards"]),
-            kl: g.get("kl").map(floats),
-        })
-        .collect()
 }
 
 /// Compare one step; returns (mismatches, max error, where).
@@ -125,16 +97,9 @@ fn every_committed_case_matches_the_numpy_reference() {
         };
         let mut state = DrpoState::new();
         for (s, (step, want)) in steps.iter().zip(&outputs).enumerate() {
-            let owned = groups_of(step);
-            let groups: Vec<Group<'_>> = owned
-                .iter()
-                .map(|g| Group {
-                    id: &g.id,
-                    domain: &g.domain,
-                    rewards: &g.rewards,
-                    kl: g.kl.as_deref(),
-                })
-                .collect();
+            let record: StepRecord =
+                serde_json::from_value(step.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let groups = record.groups();
             let got =
                 advantages(&mut state, &groups, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
             let (bad, max_err, at) = compare(&name, s, &got, want);

@@ -29,6 +29,37 @@ pub struct Group<'a> {
     pub kl: Option<&'a [f64]>,
 }
 
+/// An owned group as the CLI and test files spell it:
+/// `{"id": str, "domain": str, "rewards": [float], "kl": [float]?}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupRecord {
+    pub id: String,
+    pub domain: String,
+    pub rewards: Vec<f64>,
+    #[serde(default)]
+    pub kl: Option<Vec<f64>>,
+}
+
+impl GroupRecord {
+    pub fn as_group(&self) -> Group<'_> {
+        Group { id: &self.id, domain: &self.domain, rewards: &self.rewards, kl: self.kl.as_deref() }
+    }
+}
+
+/// One rollout step's groups: `{"groups": [...]}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepRecord {
+    pub groups: Vec<GroupRecord>,
+}
+
+impl StepRecord {
+    pub fn groups(&self) -> Vec<Group<'_>> {
+        self.groups.iter().map(GroupRecord::as_group).collect()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
