@@ -60,15 +60,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let copy_gbs = copy_bandwidth(&gpu, copy_bytes, 5)?;
 
     let vocab = config.text.vocab_size;
-    let prompt: Vec<u32> = (0..args.prompt_tokens.max(1)).map(|i| ((i * 7919 + 13) % vocab) as u32).collect();
+    let prompt: Vec<u32> = (0..args.prompt_tokens.max(1))
+        .map(|i| ((i * 7919 + 13) % vocab) as u32)
+        .collect();
     let positions = rope::text_positions(0, prompt.len(), 0);
     let opts = GenerateOptions {
         max_new_tokens: args.new_tokens.max(2),
-        sampling: SamplingParams { temperature: 0.0, repetition_penalty: 1.0, ..SamplingParams::default() },
+        sampling: SamplingParams {
+            temperature: 0.0,
+            repetition_penalty: 1.0,
+            ..SamplingParams::default()
+        },
         max_context: prompt.len() + args.new_tokens.max(2) + 1,
         ..GenerateOptions::default()
     };
-    let out = pollster::block_on(generate(&gpu, &model, &prompt, &positions, 0, &opts, &mut |_| true))?;
+    let out = pollster::block_on(generate(
+        &gpu,
+        &model,
+        &prompt,
+        &positions,
+        0,
+        &opts,
+        &mut |_| true,
+    ))?;
     let bytes_per_token = model.weight_bytes_per_token();
     let decode = out.decode_tokens_per_s();
     let achieved_gbs = bytes_per_token as f64 * decode / 1e9;
@@ -89,13 +103,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{report}");
     } else {
         println!("adapter                 {}", gpu.adapter);
-        println!("model                   {} (load {load_s:.2} s)", args.model.display());
-        println!("prefill                 {:.1} tok/s over {} tokens", out.prefill_tokens_per_s(), out.prompt_tokens);
-        println!("decode                  {decode:.1} tok/s over {} tokens", out.token_ids.len());
-        println!("weights read per token  {:.2} MB", bytes_per_token as f64 / 1e6);
+        println!(
+            "model                   {} (load {load_s:.2} s)",
+            args.model.display()
+        );
+        println!(
+            "prefill                 {:.1} tok/s over {} tokens",
+            out.prefill_tokens_per_s(),
+            out.prompt_tokens
+        );
+        println!(
+            "decode                  {decode:.1} tok/s over {} tokens",
+            out.token_ids.len()
+        );
+        println!(
+            "weights read per token  {:.2} MB",
+            bytes_per_token as f64 / 1e6
+        );
         println!("achieved weight read    {achieved_gbs:.3} GB/s");
-        println!("copy kernel             {copy_gbs:.3} GB/s ({} MiB, read+write)", copy_bytes >> 20);
-        println!("efficiency vs copy      {:.1} %", 100.0 * achieved_gbs / copy_gbs);
+        println!(
+            "copy kernel             {copy_gbs:.3} GB/s ({} MiB, read+write)",
+            copy_bytes >> 20
+        );
+        println!(
+            "efficiency vs copy      {:.1} %",
+            100.0 * achieved_gbs / copy_gbs
+        );
     }
     Ok(())
 }

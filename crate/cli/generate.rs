@@ -62,7 +62,9 @@ pub struct Args {
 pub fn list_adapters_cmd() -> anyhow::Result<()> {
     let adapters = pollster::block_on(list_adapters());
     if adapters.is_empty() {
-        bail!("no GPU adapter found; install a Vulkan/Metal/DX12 driver (without a GPU: apt-get install mesa-vulkan-drivers)");
+        bail!(
+            "no GPU adapter found; install a Vulkan/Metal/DX12 driver (without a GPU: apt-get install mesa-vulkan-drivers)"
+        );
     }
     for a in adapters {
         println!("{}: {a}", a.index);
@@ -72,29 +74,42 @@ pub fn list_adapters_cmd() -> anyhow::Result<()> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.image.is_empty() {
-        bail!("--image is not supported yet: the vision tower runs on the GPU in a later release (`qoqmed preprocess` already prepares images)");
+        bail!(
+            "--image is not supported yet: the vision tower runs on the GPU in a later release (`qoqmed preprocess` already prepares images)"
+        );
     }
     if !args.ecg.is_empty() {
-        bail!("--ecg is not supported yet: the ECG encoder runs on the GPU in a later release (`qoqmed preprocess` already prepares ECGs)");
+        bail!(
+            "--ecg is not supported yet: the ECG encoder runs on the GPU in a later release (`qoqmed preprocess` already prepares ECGs)"
+        );
     }
     let t_load = Instant::now();
-    let mut files = ModelFiles::from_dir(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
+    let mut files = ModelFiles::from_dir(&args.model)
+        .with_context(|| format!("reading {}", args.model.display()))?;
     let config = ModelConfig::from_json(&files.config)?;
     let gen_config = match &files.generation_config {
         Some(bytes) => GenerationConfig::from_json(bytes)?,
         None => GenerationConfig::default(),
     };
     let tokenizer = Tokenizer::from_bytes(&files.tokenizer)?;
-    let template = ChatTemplate::from_files(files.chat_template.as_deref(), files.tokenizer_config.as_deref())?;
+    let template = ChatTemplate::from_files(
+        files.chat_template.as_deref(),
+        files.tokenizer_config.as_deref(),
+    )?;
 
     let mut messages = Vec::new();
     if let Some(system) = &args.system {
         messages.push(Message::system(system.clone()));
     }
-    messages.push(user_message(&[], &user_text(&args.prompt, args.instruction), 0));
+    messages.push(user_message(
+        &[],
+        &user_text(&args.prompt, args.instruction),
+        0,
+    ));
     let rendered = template.render(&messages, true)?;
     let prompt = tokenizer.encode(&rendered)?;
-    let (positions, rope_delta) = rope::prompt_positions(&prompt, config.image_token_id, &[]).map_err(anyhow::Error::msg)?;
+    let (positions, rope_delta) =
+        rope::prompt_positions(&prompt, config.image_token_id, &[]).map_err(anyhow::Error::msg)?;
 
     let mut sampling = gen_config.sampling_params(args.seed);
     if let Some(t) = args.temperature {
@@ -109,7 +124,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(r) = args.repetition_penalty {
         sampling.repetition_penalty = r;
     }
-    let eos = if gen_config.eos_token_ids.is_empty() { config.eos_token_ids.clone() } else { gen_config.eos_token_ids.clone() };
+    let eos = if gen_config.eos_token_ids.is_empty() {
+        config.eos_token_ids.clone()
+    } else {
+        gen_config.eos_token_ids.clone()
+    };
     let opts = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
         sampling,
@@ -128,20 +147,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut stream = tokenizer.stream(true);
     let mut stdout = std::io::stdout().lock();
     let json = args.json;
-    let out = pollster::block_on(generate(&gpu, &model, &prompt, &positions, rope_delta, &opts, &mut |id| {
-        if !json && let Some(piece) = stream.push(id) {
-            let _ = write!(stdout, "{piece}");
-            let _ = stdout.flush();
-        }
-        true
-    }))?;
+    let out = pollster::block_on(generate(
+        &gpu,
+        &model,
+        &prompt,
+        &positions,
+        rope_delta,
+        &opts,
+        &mut |id| {
+            if !json && let Some(piece) = stream.push(id) {
+                let _ = write!(stdout, "{piece}");
+                let _ = stdout.flush();
+            }
+            true
+        },
+    ))?;
     if !json {
         if let Some(rest) = stream.finish() {
             let _ = write!(stdout, "{rest}");
         }
         let _ = writeln!(stdout);
     }
-    let answer_ids: Vec<u32> = out.token_ids.iter().copied().filter(|id| !eos.contains(id)).collect();
+    let answer_ids: Vec<u32> = out
+        .token_ids
+        .iter()
+        .copied()
+        .filter(|id| !eos.contains(id))
+        .collect();
     let text = tokenizer.decode(&answer_ids, true)?;
     let parsed = qoqmed_output::parse(&text);
     if json {

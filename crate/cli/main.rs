@@ -10,7 +10,11 @@ mod preprocess;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "qoqmed", version, about = "QoQ-Med on your own GPU (research preview, not for clinical use)")]
+#[command(
+    name = "qoqmed",
+    version,
+    about = "QoQ-Med on your own GPU (research preview, not for clinical use)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

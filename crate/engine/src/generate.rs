@@ -71,8 +71,8 @@ impl Generation {
 
 /// Where a step's result goes: the GPU argmax's id, or the logits row for the CPU sampler.
 struct Readout {
-    argmax: wgpu::Buffer,     // (1) u32 storage
-    id_staging: wgpu::Buffer, // (1) u32, mappable
+    argmax: wgpu::Buffer,         // (1) u32 storage
+    id_staging: wgpu::Buffer,     // (1) u32, mappable
     logits_staging: wgpu::Buffer, // (vocab) f32, mappable
     vocab: usize,
     gpu_argmax: bool,
@@ -84,13 +84,25 @@ impl Readout {
             ops::argmax(rec, logits, 0, &self.argmax)?;
             rec.copy(&self.argmax, 0, &self.id_staging, 0, 4);
         } else {
-            rec.copy(&logits.buffer, 0, &self.logits_staging, 0, self.vocab as u64 * 4);
+            rec.copy(
+                &logits.buffer,
+                0,
+                &self.logits_staging,
+                0,
+                self.vocab as u64 * 4,
+            );
         }
         Ok(())
     }
 
     /// Waits for the step and picks the next token.
-    async fn take(&self, gpu: &Gpu, sampler: &mut Sampler, opts: &GenerateOptions, history: &[u32]) -> Result<(u32, Option<Vec<f32>>)> {
+    async fn take(
+        &self,
+        gpu: &Gpu,
+        sampler: &mut Sampler,
+        opts: &GenerateOptions,
+        history: &[u32],
+    ) -> Result<(u32, Option<Vec<f32>>)> {
         if self.gpu_argmax {
             let bytes = map_read(gpu, &self.id_staging).await?;
             let id = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
@@ -99,7 +111,10 @@ impl Readout {
         let bytes = map_read(gpu, &self.logits_staging).await?;
         let raw: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes[..self.vocab * 4]);
         if let Some(i) = raw.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Gpu(format!("logit {i} is {} (non-finite): the weights or a kernel are broken", raw[i])));
+            return Err(Error::Gpu(format!(
+                "logit {i} is {} (non-finite): the weights or a kernel are broken",
+                raw[i]
+            )));
         }
         let mut logits = raw.clone();
         for &(id, bias) in &opts.logit_bias {
@@ -171,7 +186,14 @@ pub async fn generate(
     while start < prompt.len() {
         let end = (start + chunk).min(prompt.len());
         let mut rec = Recorder::new(gpu);
-        let logits = model.forward(&mut rec, &mut session, &prompt[start..end], &positions[start..end], Logits::Last, None)?;
+        let logits = model.forward(
+            &mut rec,
+            &mut session,
+            &prompt[start..end],
+            &positions[start..end],
+            Logits::Last,
+            None,
+        )?;
         if end == prompt.len() {
             readout.record(&mut rec, &logits)?;
         }

@@ -25,7 +25,12 @@ impl KvCache {
             k.push(Tensor::zeros(gpu, &shape, &format!("k_cache.{i}"))?);
             v.push(Tensor::zeros(gpu, &shape, &format!("v_cache.{i}"))?);
         }
-        Ok(Self { k, v, len: 0, max_ctx })
+        Ok(Self {
+            k,
+            v,
+            len: 0,
+            max_ctx,
+        })
     }
 
     pub fn remaining(&self) -> usize {
@@ -34,6 +39,10 @@ impl KvCache {
 
     /// Bytes of GPU memory the cache holds.
     pub fn bytes(&self) -> u64 {
-        self.k.iter().chain(&self.v).map(|t| t.numel() as u64 * 4).sum()
+        self.k
+            .iter()
+            .chain(&self.v)
+            .map(|t| t.numel() as u64 * 4)
+            .sum()
     }
 }

@@ -38,16 +38,29 @@ pub fn quantize(values: &[f32], dtype: DType) -> (Vec<f32>, Vec<u8>) {
         DType::F32 => (values.to_vec(), bytemuck::cast_slice(values).to_vec()),
         DType::F16 => {
             let h: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
-            (h.iter().map(|v| v.to_f32()).collect(), h.iter().flat_map(|v| v.to_le_bytes()).collect())
+            (
+                h.iter().map(|v| v.to_f32()).collect(),
+                h.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
         }
         DType::BF16 => {
             let h: Vec<half::bf16> = values.iter().map(|&v| half::bf16::from_f32(v)).collect();
-            (h.iter().map(|v| v.to_f32()).collect(), h.iter().flat_map(|v| v.to_le_bytes()).collect())
+            (
+                h.iter().map(|v| v.to_f32()).collect(),
+                h.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
         }
     }
 }
 
-pub fn weight(gpu: &Gpu, rng: &mut Rng, name: &str, shape: &[usize], dtype: DType, scale: f32) -> (Vec<f32>, Weight) {
+pub fn weight(
+    gpu: &Gpu,
+    rng: &mut Rng,
+    name: &str,
+    shape: &[usize],
+    dtype: DType,
+    scale: f32,
+) -> (Vec<f32>, Weight) {
     let n: usize = shape.iter().product();
     let (values, bytes) = quantize(&rng.vec(n, scale), dtype);
     let w = Weight::upload(gpu, name, dtype, shape, &bytes).expect("upload");
@@ -70,7 +83,11 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
             worst = (i, if g.is_finite() { err } else { f32::INFINITY });
         }
     }
-    eprintln!("{what}: max abs err {:.3e} over {} values", worst.1, got.len());
+    eprintln!(
+        "{what}: max abs err {:.3e} over {} values",
+        worst.1,
+        got.len()
+    );
     assert!(
         bad == 0,
         "{what}: {bad} of {} values off (atol {atol}, rtol {rtol}); worst at {}: got {} want {} (err {})",

@@ -24,13 +24,28 @@ fn embedding_gathers_rows() {
         let (vocab, hidden, n) = (37, 19, 5);
         let (table, w) = weight(&gpu, &mut rng, "embed", &[vocab, hidden], dtype, 1.0);
         let ids: Vec<u32> = (0..n).map(|_| rng.below(vocab as u32)).collect();
-        let ids_buf = Tensor::from_f32(&gpu, &ids.iter().map(|&i| f32::from_bits(i)).collect::<Vec<_>>(), &[n], "ids").unwrap();
+        let ids_buf = Tensor::from_f32(
+            &gpu,
+            &ids.iter().map(|&i| f32::from_bits(i)).collect::<Vec<_>>(),
+            &[n],
+            "ids",
+        )
+        .unwrap();
         let out = Tensor::zeros(&gpu, &[n, hidden], "out").unwrap();
         let mut rec = Recorder::new(&gpu);
         ops::embedding(&mut rec, &ids_buf.buffer, n, &w, &out).unwrap();
         run(&gpu, rec);
-        let want: Vec<f32> = ids.iter().flat_map(|&i| table[i as usize * hidden..][..hidden].to_vec()).collect();
-        assert_close(&format!("embedding {dtype:?}"), &read(&gpu, &out), &want, 0.0, 0.0);
+        let want: Vec<f32> = ids
+            .iter()
+            .flat_map(|&i| table[i as usize * hidden..][..hidden].to_vec())
+            .collect();
+        assert_close(
+            &format!("embedding {dtype:?}"),
+            &read(&gpu, &out),
+            &want,
+            0.0,
+            0.0,
+        );
     }
 }
 
@@ -56,7 +71,13 @@ fn rms_norm_matches_cpu() {
                     want[r * n + i] = (row[i] as f64 * s * wv[i] as f64) as f32;
                 }
             }
-            assert_close(&format!("rms_norm {dtype:?} {rows}x{n}"), &read(&gpu, &out), &want, 1e-5, 1e-5);
+            assert_close(
+                &format!("rms_norm {dtype:?} {rows}x{n}"),
+                &read(&gpu, &out),
+                &want,
+                1e-5,
+                1e-5,
+            );
         }
     }
 }
@@ -80,7 +101,14 @@ fn linear_gemv_and_gemm_match_cpu() {
     let gpu = gpu();
     let mut rng = Rng::new(3);
     for dtype in DTYPES {
-        for (m, n, k) in [(1, 33, 19), (1, 131, 77), (1, 5, 300), (5, 33, 19), (70, 131, 77), (2, 7, 3)] {
+        for (m, n, k) in [
+            (1, 33, 19),
+            (1, 131, 77),
+            (1, 5, 300),
+            (5, 33, 19),
+            (70, 131, 77),
+            (2, 7, 3),
+        ] {
             for with_bias in [false, true] {
                 let x = rng.vec(m * k, 1.0);
                 let (wv, w) = weight(&gpu, &mut rng, "w", &[n, k], dtype, 0.5);
@@ -91,7 +119,13 @@ fn linear_gemv_and_gemm_match_cpu() {
                 ops::linear(&mut rec, &xt, &w, with_bias.then_some(&b), &y).unwrap();
                 run(&gpu, rec);
                 let want = cpu_linear(&x, &wv, with_bias.then_some(&bv[..]), m, n, k);
-                assert_close(&format!("linear {dtype:?} m{m} n{n} k{k} bias {with_bias}"), &read(&gpu, &y), &want, 1e-5, 1e-5);
+                assert_close(
+                    &format!("linear {dtype:?} m{m} n{n} k{k} bias {with_bias}"),
+                    &read(&gpu, &y),
+                    &want,
+                    1e-5,
+                    1e-5,
+                );
             }
         }
     }
@@ -105,7 +139,9 @@ fn linear_rejects_mismatched_shapes() {
     let x = Tensor::zeros(&gpu, &[2, 5], "x").unwrap();
     let y = Tensor::zeros(&gpu, &[2, 8], "y").unwrap();
     let mut rec = Recorder::new(&gpu);
-    let err = ops::linear(&mut rec, &x, &w, None, &y).unwrap_err().to_string();
+    let err = ops::linear(&mut rec, &x, &w, None, &y)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("[2, 5]") && err.contains("6 inputs"), "{err}");
 }
 
@@ -148,13 +184,24 @@ fn rope_rotates_in_place_and_into_cache() {
     assert_close("rope in place", &read(&gpu, &xt), &want, 1e-6, 1e-6);
     let mut want_cache = guard.clone();
     want_cache[start * heads * hd..][..want.len()].copy_from_slice(&want);
-    assert_close("rope to cache (guards untouched)", &read(&gpu, &cache), &want_cache, 1e-6, 1e-6);
+    assert_close(
+        "rope to cache (guards untouched)",
+        &read(&gpu, &cache),
+        &want_cache,
+        1e-6,
+        1e-6,
+    );
 }
 
 /// (n_q, start, heads, kv_heads, head_dim)
 type AttnShape = (usize, usize, usize, usize, usize);
 
-fn cpu_attention(q: &[f32], kc: &[f32], vc: &[f32], (n_q, start, heads, kvh, hd): AttnShape) -> Vec<f32> {
+fn cpu_attention(
+    q: &[f32],
+    kc: &[f32],
+    vc: &[f32],
+    (n_q, start, heads, kvh, hd): AttnShape,
+) -> Vec<f32> {
     let mut out = vec![0.0; n_q * heads * hd];
     let group = heads / kvh;
     for i in 0..n_q {
@@ -165,14 +212,20 @@ fn cpu_attention(q: &[f32], kc: &[f32], vc: &[f32], (n_q, start, heads, kvh, hd)
             let scores: Vec<f64> = (0..n_keys)
                 .map(|t| {
                     let kv = &kc[(t * kvh + g) * hd..][..hd];
-                    qv.iter().zip(kv).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() / (hd as f64).sqrt()
+                    qv.iter()
+                        .zip(kv)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum::<f64>()
+                        / (hd as f64).sqrt()
                 })
                 .collect();
             let m = scores.iter().cloned().fold(f64::MIN, f64::max);
             let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
             let sum: f64 = e.iter().sum();
             for d in 0..hd {
-                let v: f64 = (0..n_keys).map(|t| e[t] * vc[(t * kvh + g) * hd + d] as f64).sum();
+                let v: f64 = (0..n_keys)
+                    .map(|t| e[t] * vc[(t * kvh + g) * hd + d] as f64)
+                    .sum();
                 out[(i * heads + h) * hd + d] = (v / sum) as f32;
             }
         }
@@ -185,9 +238,13 @@ fn attention_causal_gqa_matches_cpu() {
     let gpu = gpu();
     let mut rng = Rng::new(6);
     // (n_q, start, heads, kv_heads, head_dim, max_ctx): prefill, decode, >1 key tile, head_dim > WG.
-    for (n_q, start, heads, kvh, hd, max_ctx) in
-        [(5, 0, 6, 2, 12, 8), (1, 4, 6, 3, 12, 8), (3, 70, 4, 1, 16, 80), (2, 1, 2, 2, 80, 5), (7, 0, 3, 3, 6, 7)]
-    {
+    for (n_q, start, heads, kvh, hd, max_ctx) in [
+        (5, 0, 6, 2, 12, 8),
+        (1, 4, 6, 3, 12, 8),
+        (3, 70, 4, 1, 16, 80),
+        (2, 1, 2, 2, 80, 5),
+        (7, 0, 3, 3, 6, 7),
+    ] {
         let q = rng.vec(n_q * heads * hd, 2.0);
         let kc = rng.vec(max_ctx * kvh * hd, 2.0);
         let vc = rng.vec(max_ctx * kvh * hd, 1.0);
@@ -199,7 +256,13 @@ fn attention_causal_gqa_matches_cpu() {
         ops::attention(&mut rec, &qt, &kt, &vt, start, &out).unwrap();
         run(&gpu, rec);
         let want = cpu_attention(&q, &kc, &vc, (n_q, start, heads, kvh, hd));
-        assert_close(&format!("attention nq{n_q} start{start} h{heads}/{kvh} hd{hd}"), &read(&gpu, &out), &want, 2e-6, 1e-5);
+        assert_close(
+            &format!("attention nq{n_q} start{start} h{heads}/{kvh} hd{hd}"),
+            &read(&gpu, &out),
+            &want,
+            2e-6,
+            1e-5,
+        );
     }
 }
 
@@ -219,13 +282,23 @@ fn elementwise_ops_match_cpu() {
     ops::copy(&mut rec, &bt, 990, &dst, 3, 11).unwrap();
     ops::add_inplace(&mut rec, &at, &bt).unwrap();
     run(&gpu, rec);
-    let silu: Vec<f32> = a.iter().zip(&b).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+    let silu: Vec<f32> = a
+        .iter()
+        .zip(&b)
+        .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+        .collect();
     assert_close("silu_mul", &read(&gpu, &out), &silu, 1e-6, 1e-6);
     let sum: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
     assert_close("add", &read(&gpu, &at), &sum, 0.0, 0.0);
     let mut want = vec![-1.0; 20];
     want[3..14].copy_from_slice(&b[990..1001]);
-    assert_close("copy (guards untouched)", &read(&gpu, &dst), &want, 0.0, 0.0);
+    assert_close(
+        "copy (guards untouched)",
+        &read(&gpu, &dst),
+        &want,
+        0.0,
+        0.0,
+    );
 }
 
 #[test]
@@ -242,7 +315,11 @@ fn argmax_picks_first_maximum() {
         let mut rec = Recorder::new(&gpu);
         ops::argmax(&mut rec, &t, row, &out.buffer).unwrap();
         run(&gpu, rec);
-        let got = u32::from_le_bytes(pollster::block_on(read_buffer(&gpu, &out.buffer, 0, 4)).unwrap()[..4].try_into().unwrap());
+        let got = u32::from_le_bytes(
+            pollster::block_on(read_buffer(&gpu, &out.buffer, 0, 4)).unwrap()[..4]
+                .try_into()
+                .unwrap(),
+        );
         let r = &logits[row * n..][..n];
         let want = (0..n).fold(0, |best, i| if r[i] > r[best] { i } else { best });
         assert_eq!(got as usize, want, "row {row}");

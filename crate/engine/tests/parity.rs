@@ -34,21 +34,33 @@ struct Golden {
 
 impl Golden {
     fn load(model: &str, case: &str) -> Self {
-        let path = fixtures().join("goldens").join(model).join(format!("{case}.safetensors"));
-        Self { bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())) }
+        let path = fixtures()
+            .join("goldens")
+            .join(model)
+            .join(format!("{case}.safetensors"));
+        Self {
+            bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        }
     }
     fn has(&self, name: &str) -> bool {
-        SafeTensors::deserialize(&self.bytes).unwrap().names().contains(&name)
+        SafeTensors::deserialize(&self.bytes)
+            .unwrap()
+            .names()
+            .contains(&name)
     }
     fn f32(&self, name: &str) -> (Vec<f32>, Vec<usize>) {
         let st = SafeTensors::deserialize(&self.bytes).unwrap();
-        let t = st.tensor(name).unwrap_or_else(|e| panic!("golden {name}: {e}"));
+        let t = st
+            .tensor(name)
+            .unwrap_or_else(|e| panic!("golden {name}: {e}"));
         assert_eq!(t.dtype(), Dtype::F32, "{name}");
         (bytemuck::pod_collect_to_vec(t.data()), t.shape().to_vec())
     }
     fn i64(&self, name: &str) -> Vec<i64> {
         let st = SafeTensors::deserialize(&self.bytes).unwrap();
-        let t = st.tensor(name).unwrap_or_else(|e| panic!("golden {name}: {e}"));
+        let t = st
+            .tensor(name)
+            .unwrap_or_else(|e| panic!("golden {name}: {e}"));
         assert_eq!(t.dtype(), Dtype::I64, "{name}");
         bytemuck::pod_collect_to_vec(t.data())
     }
@@ -61,13 +73,24 @@ fn load_model(gpu: &Gpu, folder: &str) -> (TextModel, ModelConfig) {
     let files = ModelFiles::from_dir(&fixtures().join("models").join(folder)).unwrap();
     let cfg = ModelConfig::from_json(&files.config).unwrap();
     let store = pollster::block_on(WeightStore::open(files.weights)).unwrap();
-    (pollster::block_on(TextModel::load(gpu, &store, &cfg.text)).unwrap(), cfg)
+    (
+        pollster::block_on(TextModel::load(gpu, &store, &cfg.text)).unwrap(),
+        cfg,
+    )
 }
 
 /// The prompt's M-RoPE positions as our engine computes them; cases with image placeholders
 /// (no pixels) carry the processor's (t, h, w) patch grid in their json.
-fn positions(model: &str, case: &str, ids: &[u32], cfg: &ModelConfig) -> (Vec<rope::Position>, i64) {
-    let path = fixtures().join("goldens").join(model).join(format!("{case}.json"));
+fn positions(
+    model: &str,
+    case: &str,
+    ids: &[u32],
+    cfg: &ModelConfig,
+) -> (Vec<rope::Position>, i64) {
+    let path = fixtures()
+        .join("goldens")
+        .join(model)
+        .join(format!("{case}.json"));
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let grids: Vec<[u32; 3]> = match json.get("image_grid_thw").filter(|g| !g.is_null()) {
         Some(g) => {
@@ -85,7 +108,11 @@ fn check_stages(gpu: &Gpu, folder: &str, golden_model: &str, case: &str) {
     let g = Golden::load(golden_model, case);
     let ids = g.ids("input_ids");
     let (positions, delta) = positions(golden_model, case, &ids, &cfg);
-    assert_eq!(delta, g.i64("rope_deltas")[0], "{folder}/{case}: rope_deltas");
+    assert_eq!(
+        delta,
+        g.i64("rope_deltas")[0],
+        "{folder}/{case}: rope_deltas"
+    );
     let golden_pos = g.i64("position_ids");
     for (axis, chunk) in golden_pos.chunks(ids.len()).enumerate() {
         let ours: Vec<i64> = positions.iter().map(|p| p[axis] as i64).collect();
@@ -94,7 +121,16 @@ fn check_stages(gpu: &Gpu, folder: &str, golden_model: &str, case: &str) {
     let mut session = Session::new(gpu, &model.cfg, ids.len() + 4).unwrap();
     let mut taps = Vec::new();
     let mut rec = Recorder::new(gpu);
-    let logits = model.forward(&mut rec, &mut session, &ids, &positions, Logits::All, Some(&mut taps)).unwrap();
+    let logits = model
+        .forward(
+            &mut rec,
+            &mut session,
+            &ids,
+            &positions,
+            Logits::All,
+            Some(&mut taps),
+        )
+        .unwrap();
     rec.submit().unwrap();
     for (name, t) in &taps {
         let got = pollster::block_on(t.to_vec(gpu)).unwrap();
@@ -103,17 +139,31 @@ fn check_stages(gpu: &Gpu, folder: &str, golden_model: &str, case: &str) {
         let tol = if name == "embeds" { 0.0 } else { TOL };
         assert_close(&format!("{folder}/{case} {name}"), &got, &want, tol, tol);
     }
-    assert_eq!(taps.len(), model.cfg.num_hidden_layers + 2, "taps: embeds, every layer, norm");
+    assert_eq!(
+        taps.len(),
+        model.cfg.num_hidden_layers + 2,
+        "taps: embeds, every layer, norm"
+    );
     let all = pollster::block_on(logits.to_vec(gpu)).unwrap();
     let rows: Vec<i64> = g.i64("logits_row_index");
     let (want, shape) = g.f32("logits_rows");
     let vocab = model.cfg.vocab_size;
     assert_eq!(shape, vec![rows.len(), vocab]);
-    let got: Vec<f32> = rows.iter().flat_map(|&r| all[r as usize * vocab..][..vocab].to_vec()).collect();
+    let got: Vec<f32> = rows
+        .iter()
+        .flat_map(|&r| all[r as usize * vocab..][..vocab].to_vec())
+        .collect();
     assert_close(&format!("{folder}/{case} logits"), &got, &want, TOL, TOL);
 }
 
-fn check_greedy(gpu: &Gpu, folder: &str, golden_model: &str, case: &str, variant: &str, penalty: f32) {
+fn check_greedy(
+    gpu: &Gpu,
+    folder: &str,
+    golden_model: &str,
+    case: &str,
+    variant: &str,
+    penalty: f32,
+) {
     let (model, cfg) = load_model(gpu, folder);
     let g = Golden::load(golden_model, case);
     let ids = g.ids("input_ids");
@@ -121,29 +171,57 @@ fn check_greedy(gpu: &Gpu, folder: &str, golden_model: &str, case: &str, variant
     let want = g.ids(&format!("{variant}.generated_ids"));
     let opts = GenerateOptions {
         max_new_tokens: want.len(),
-        sampling: SamplingParams { temperature: 0.0, repetition_penalty: penalty, ..SamplingParams::default() },
+        sampling: SamplingParams {
+            temperature: 0.0,
+            repetition_penalty: penalty,
+            ..SamplingParams::default()
+        },
         eos_token_ids: Vec::new(),
         max_context: ids.len() + want.len() + 1,
         prefill_chunk: 7, // several prefill submissions: exercises the cache cursor across chunks
         keep_logits: true,
         ..GenerateOptions::default()
     };
-    let out = pollster::block_on(generate(gpu, &model, &ids, &positions, delta, &opts, &mut |_| true)).unwrap();
+    let out = pollster::block_on(generate(
+        gpu,
+        &model,
+        &ids,
+        &positions,
+        delta,
+        &opts,
+        &mut |_| true,
+    ))
+    .unwrap();
     assert_eq!(out.token_ids, want, "{folder}/{case} {variant}: greedy ids");
     let vocab = model.cfg.vocab_size;
     let steps_name = format!("{variant}.step_logits");
     if g.has(&steps_name) {
         let (steps, _) = g.f32(&steps_name);
         let got: Vec<f32> = out.step_logits.concat();
-        assert_close(&format!("{folder}/{case} {variant} step logits"), &got, &steps, TOL, TOL);
+        assert_close(
+            &format!("{folder}/{case} {variant} step logits"),
+            &got,
+            &steps,
+            TOL,
+            TOL,
+        );
     } else {
         // Big vocab: the goldens keep the top-64 of each step.
         let (vals, _) = g.f32(&format!("{steps_name}_topk_values"));
         let idx = g.i64(&format!("{steps_name}_topk_indices"));
         let k = vals.len() / want.len();
         for (s, step) in out.step_logits.iter().enumerate() {
-            let got: Vec<f32> = idx[s * k..][..k].iter().map(|&i| step[i as usize]).collect();
-            assert_close(&format!("{folder}/{case} {variant} step {s} top-{k}"), &got, &vals[s * k..][..k], TOL, TOL);
+            let got: Vec<f32> = idx[s * k..][..k]
+                .iter()
+                .map(|&i| step[i as usize])
+                .collect();
+            assert_close(
+                &format!("{folder}/{case} {variant} step {s} top-{k}"),
+                &got,
+                &vals[s * k..][..k],
+                TOL,
+                TOL,
+            );
         }
     }
     assert_eq!(out.step_logits.len(), want.len());
@@ -168,16 +246,42 @@ fn nested_sharded_checkpoint_gives_the_same_stages() {
 fn greedy_ids_match_transformers_small_vocab() {
     let gpu = gpu();
     for case in ["short", "medium", "qoq", "mrope"] {
-        check_greedy(&gpu, "tiny-small-vocab", "tiny-small-vocab", case, "greedy", 1.0);
-        check_greedy(&gpu, "tiny-small-vocab", "tiny-small-vocab", case, "greedy_rp", 1.05);
+        check_greedy(
+            &gpu,
+            "tiny-small-vocab",
+            "tiny-small-vocab",
+            case,
+            "greedy",
+            1.0,
+        );
+        check_greedy(
+            &gpu,
+            "tiny-small-vocab",
+            "tiny-small-vocab",
+            case,
+            "greedy_rp",
+            1.05,
+        );
     }
 }
 
 #[test]
 fn untied_lm_head_matches_transformers() {
     let gpu = gpu();
-    check_stages(&gpu, "tiny-small-vocab-untied", "tiny-small-vocab-untied", "short");
-    check_greedy(&gpu, "tiny-small-vocab-untied", "tiny-small-vocab-untied", "short", "greedy", 1.0);
+    check_stages(
+        &gpu,
+        "tiny-small-vocab-untied",
+        "tiny-small-vocab-untied",
+        "short",
+    );
+    check_greedy(
+        &gpu,
+        "tiny-small-vocab-untied",
+        "tiny-small-vocab-untied",
+        "short",
+        "greedy",
+        1.0,
+    );
 }
 
 #[test]
@@ -185,8 +289,22 @@ fn real_vocab_model_matches_transformers() {
     let gpu = gpu();
     for case in ["short", "qoq"] {
         check_stages(&gpu, "tiny-qwen-vocab", "tiny-qwen-vocab", case);
-        check_greedy(&gpu, "tiny-qwen-vocab", "tiny-qwen-vocab", case, "greedy", 1.0);
-        check_greedy(&gpu, "tiny-qwen-vocab", "tiny-qwen-vocab", case, "greedy_rp", 1.05);
+        check_greedy(
+            &gpu,
+            "tiny-qwen-vocab",
+            "tiny-qwen-vocab",
+            case,
+            "greedy",
+            1.0,
+        );
+        check_greedy(
+            &gpu,
+            "tiny-qwen-vocab",
+            "tiny-qwen-vocab",
+            case,
+            "greedy_rp",
+            1.05,
+        );
     }
 }
 
@@ -215,7 +333,9 @@ fn range_only_sources_load_the_same_model() {
     let mut sources: Vec<Box<dyn qoqmed_engine::weights::ByteSource>> = Vec::new();
     for s in &files.weights {
         let bytes = s.as_slice().expect("mmapped natively").to_vec();
-        sources.push(Box::new(RangeOnly(qoqmed_engine::weights::MemorySource::new(s.name(), bytes))));
+        sources.push(Box::new(RangeOnly(
+            qoqmed_engine::weights::MemorySource::new(s.name(), bytes),
+        )));
     }
     let store = pollster::block_on(WeightStore::open(sources)).unwrap();
     let model = pollster::block_on(TextModel::load(&gpu, &store, &cfg.text)).unwrap();
@@ -224,7 +344,9 @@ fn range_only_sources_load_the_same_model() {
     let positions = rope::text_positions(0, ids.len(), 0);
     let mut session = Session::new(&gpu, &model.cfg, ids.len()).unwrap();
     let mut rec = Recorder::new(&gpu);
-    let logits = model.forward(&mut rec, &mut session, &ids, &positions, Logits::Last, None).unwrap();
+    let logits = model
+        .forward(&mut rec, &mut session, &ids, &positions, Logits::Last, None)
+        .unwrap();
     rec.submit().unwrap();
     let got = pollster::block_on(logits.to_vec(&gpu)).unwrap();
     let (rows, _) = g.f32("logits_rows");
@@ -233,6 +355,13 @@ fn range_only_sources_load_the_same_model() {
     assert_close("range-only source, last logits", &got, last, TOL, TOL);
     // The context is exactly full now: one more token must be refused, not written out of bounds.
     let mut rec = Recorder::new(&gpu);
-    let err = model.forward(&mut rec, &mut session, &[1], &rope::text_positions(ids.len(), 1, 0), Logits::Last, None);
+    let err = model.forward(
+        &mut rec,
+        &mut session,
+        &[1],
+        &rope::text_positions(ids.len(), 1, 0),
+        Logits::Last,
+        None,
+    );
     assert!(err.is_err_and(|e| e.to_string().contains("--max-context")));
 }

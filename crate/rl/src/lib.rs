@@ -15,8 +15,8 @@ mod rewards;
 
 pub use advantages::kmeans::{KMeansFit, distinct_rows, elbow_k, kmeans};
 pub use advantages::{
-    Advantages, ClusterMode, DomainMean, DomainReport, DrpoOptions, DrpoState, Group, GroupRecord, KlDamping,
-    Method, Statistics, StepRecord, advantages, grpo_scores,
+    Advantages, ClusterMode, DomainMean, DomainReport, DrpoOptions, DrpoState, Group, GroupRecord,
+    KlDamping, Method, Statistics, StepRecord, advantages, grpo_scores,
 };
 pub use error::{AdvantageError, RewardError};
 pub use rewards::{

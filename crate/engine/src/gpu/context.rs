@@ -25,14 +25,20 @@ impl AdapterSummary {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
             device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
         }
     }
 }
 
 impl std::fmt::Display for AdapterSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}, {}, {})", self.name, self.backend, self.device_type, self.driver)
+        write!(
+            f,
+            "{} ({}, {}, {})",
+            self.name, self.backend, self.device_type, self.driver
+        )
     }
 }
 
@@ -59,7 +65,11 @@ fn instance() -> wgpu::Instance {
 /// Every adapter wgpu can see, in a stable order (the index `--adapter` takes).
 pub async fn list_adapters() -> Vec<AdapterSummary> {
     let adapters = instance().enumerate_adapters(wgpu::Backends::all()).await;
-    adapters.iter().enumerate().map(|(i, a)| AdapterSummary::new(i, &a.get_info())).collect()
+    adapters
+        .iter()
+        .enumerate()
+        .map(|(i, a)| AdapterSummary::new(i, &a.get_info()))
+        .collect()
 }
 
 impl Gpu {
@@ -135,7 +145,10 @@ impl Gpu {
     /// Fails with the first validation error wgpu reported since the last check. Called after each
     /// submit so a bad dispatch surfaces as an error with its pipeline label, not a crash.
     pub fn check_errors(&self) -> Result<()> {
-        let mut errors = self.errors.lock().map_err(|_| Error::Gpu("error sink poisoned".into()))?;
+        let mut errors = self
+            .errors
+            .lock()
+            .map_err(|_| Error::Gpu("error sink poisoned".into()))?;
         if errors.is_empty() {
             return Ok(());
         }
@@ -145,7 +158,10 @@ impl Gpu {
 
     /// The uniform arena, reused across steps and grown (doubling) when a step needs more.
     pub(crate) fn uniform_arena(&self, size: u64) -> Result<wgpu::Buffer> {
-        let mut arena = self.arena.lock().map_err(|_| Error::Gpu("uniform arena poisoned".into()))?;
+        let mut arena = self
+            .arena
+            .lock()
+            .map_err(|_| Error::Gpu("uniform arena poisoned".into()))?;
         if let Some(buf) = arena.as_ref().filter(|b| b.size() >= size) {
             return Ok(buf.clone());
         }

@@ -9,6 +9,6 @@ mod tensor;
 
 pub use context::{AdapterSummary, Gpu, list_adapters};
 pub use recorder::Recorder;
-pub use shader::{PipelineKey, ShaderFamily};
 pub use recorder::grid;
+pub use shader::{PipelineKey, ShaderFamily};
 pub use tensor::{Tensor, Weight, dtype_define, map_read, read_buffer, staging_buffer};

@@ -18,7 +18,13 @@ enum Command {
         uniform: (u64, u64),
         workgroups: [u32; 3],
     },
-    Copy { src: wgpu::Buffer, src_offset: u64, dst: wgpu::Buffer, dst_offset: u64, size: u64 },
+    Copy {
+        src: wgpu::Buffer,
+        src_offset: u64,
+        dst: wgpu::Buffer,
+        dst_offset: u64,
+        size: u64,
+    },
 }
 
 pub struct Recorder<'g> {
@@ -34,7 +40,11 @@ fn slot_align(gpu: &Gpu) -> usize {
 
 impl<'g> Recorder<'g> {
     pub fn new(gpu: &'g Gpu) -> Self {
-        Self { gpu, arena: Vec::with_capacity(64 * 1024), commands: Vec::new() }
+        Self {
+            gpu,
+            arena: Vec::with_capacity(64 * 1024),
+            commands: Vec::new(),
+        }
     }
 
     /// Queues one dispatch. `params` is the op's uniform struct; `buffers` are bindings 1.. in order.
@@ -71,7 +81,14 @@ impl<'g> Recorder<'g> {
         Ok(())
     }
 
-    pub fn copy(&mut self, src: &wgpu::Buffer, src_offset: u64, dst: &wgpu::Buffer, dst_offset: u64, size: u64) {
+    pub fn copy(
+        &mut self,
+        src: &wgpu::Buffer,
+        src_offset: u64,
+        dst: &wgpu::Buffer,
+        dst_offset: u64,
+        size: u64,
+    ) {
         self.commands.push(Command::Copy {
             src: src.clone(),
             src_offset,
@@ -82,7 +99,10 @@ impl<'g> Recorder<'g> {
     }
 
     pub fn dispatch_count(&self) -> usize {
-        self.commands.iter().filter(|c| matches!(c, Command::Dispatch { .. })).count()
+        self.commands
+            .iter()
+            .filter(|c| matches!(c, Command::Dispatch { .. }))
+            .count()
     }
 
     /// Encodes everything into one command buffer and submits it. Returns without waiting.
@@ -94,17 +114,38 @@ impl<'g> Recorder<'g> {
         // Queue-ordered: lands after the previous step's commands, before this one's.
         gpu.queue.write_buffer(&arena, 0, &padded);
 
-        let mut encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        let mut encoder = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("step"),
+            });
         let mut i = 0;
         let commands = self.commands;
         while i < commands.len() {
-            if let Command::Copy { src, src_offset, dst, dst_offset, size } = &commands[i] {
+            if let Command::Copy {
+                src,
+                src_offset,
+                dst,
+                dst_offset,
+                size,
+            } = &commands[i]
+            {
                 encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size);
                 i += 1;
                 continue;
             }
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-            while let Some(Command::Dispatch { pipeline, label, buffers, uniform, workgroups }) = commands.get(i) {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: None,
+            });
+            while let Some(Command::Dispatch {
+                pipeline,
+                label,
+                buffers,
+                uniform,
+                workgroups,
+            }) = commands.get(i)
+            {
                 let mut entries = vec![wgpu::BindGroupEntry {
                     binding: 0,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -114,7 +155,10 @@ impl<'g> Recorder<'g> {
                     }),
                 }];
                 for (binding, buffer) in buffers {
-                    entries.push(wgpu::BindGroupEntry { binding: *binding, resource: buffer.as_entire_binding() });
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: *binding,
+                        resource: buffer.as_entire_binding(),
+                    });
                 }
                 let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(label),

@@ -54,7 +54,11 @@ pub struct PipelineKey {
 
 impl PipelineKey {
     pub fn new(family: ShaderFamily, entry: &'static str) -> Self {
-        Self { family, entry, defines: Vec::new() }
+        Self {
+            family,
+            entry,
+            defines: Vec::new(),
+        }
     }
 
     pub fn flag(mut self, name: &'static str) -> Self {
@@ -94,7 +98,12 @@ impl PipelineKey {
     }
 }
 
-fn preprocess(src: &str, defined: &dyn Fn(&str) -> bool, out: &mut String, label: &str) -> Result<()> {
+fn preprocess(
+    src: &str,
+    defined: &dyn Fn(&str) -> bool,
+    out: &mut String,
+    label: &str,
+) -> Result<()> {
     // Each stack entry: (this branch is emitted, some branch of this #if was taken).
     let mut stack: Vec<(bool, bool)> = Vec::new();
     let active = |stack: &[(bool, bool)]| stack.iter().all(|(on, _)| *on);
@@ -108,13 +117,18 @@ fn preprocess(src: &str, defined: &dyn Fn(&str) -> bool, out: &mut String, label
             let on = !defined(name.trim());
             stack.push((on, on));
         } else if t == "#else" {
-            let top = stack.last_mut().ok_or_else(|| bad("#else without #ifdef".into()))?;
+            let top = stack
+                .last_mut()
+                .ok_or_else(|| bad("#else without #ifdef".into()))?;
             *top = (!top.1, true);
         } else if t == "#endif" {
-            stack.pop().ok_or_else(|| bad("#endif without #ifdef".into()))?;
+            stack
+                .pop()
+                .ok_or_else(|| bad("#endif without #ifdef".into()))?;
         } else if let Some(name) = t.strip_prefix("#include ") {
             if active(&stack) {
-                let inc = include(name.trim()).ok_or_else(|| bad(format!("unknown include `{name}`")))?;
+                let inc =
+                    include(name.trim()).ok_or_else(|| bad(format!("unknown include `{name}`")))?;
                 preprocess(inc, defined, out, label)?;
             }
         } else if active(&stack) {
@@ -136,29 +150,37 @@ pub(crate) struct PipelineCache {
 impl Gpu {
     /// The pipeline for `key`, compiled on first use.
     pub fn pipeline(&self, key: &PipelineKey) -> Result<Arc<wgpu::ComputePipeline>> {
-        let mut map = self.pipelines.map.lock().map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
+        let mut map = self
+            .pipelines
+            .map
+            .lock()
+            .map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
         if let Some(p) = map.get(key) {
             return Ok(p.clone());
         }
         let label = key.label();
         let source = key.source()?;
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(&label),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&label),
-            layout: None,
-            module: &module,
-            entry_point: Some(key.entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &[],
-                // Every kernel writes its workgroup memory before reading it; zeroing it costs
-                // real time on some drivers.
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&label),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: None,
+                module: &module,
+                entry_point: Some(key.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[],
+                    // Every kernel writes its workgroup memory before reading it; zeroing it costs
+                    // real time on some drivers.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
         self.check_errors()?;
         let pipeline = Arc::new(pipeline);
         map.insert(key.clone(), pipeline.clone());
@@ -172,7 +194,10 @@ mod tests {
 
     #[test]
     fn preprocessor_selects_branches_and_emits_consts() {
-        let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_vec").flag("VEC").flag("W_BF16").value("WG", 64);
+        let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_vec")
+            .flag("VEC")
+            .flag("W_BF16")
+            .value("WG", 64);
         let src = key.source().unwrap();
         assert!(src.starts_with("const WG: u32 = 64u;\n"));
         assert!(src.contains("fn matmul_vec"));

@@ -27,20 +27,29 @@ impl Tensor {
         let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Ok(Self { buffer, shape: shape.to_vec() })
+        Ok(Self {
+            buffer,
+            shape: shape.to_vec(),
+        })
     }
 
     pub fn from_f32(gpu: &Gpu, data: &[f32], shape: &[usize], label: &str) -> Result<Self> {
         let numel: usize = shape.iter().product();
         if numel != data.len() {
-            return Err(Error::shape("tensor upload", format!("{label}: {} values for shape {shape:?}", data.len())));
+            return Err(Error::shape(
+                "tensor upload",
+                format!("{label}: {} values for shape {shape:?}", data.len()),
+            ));
         }
         let t = Self::zeros(gpu, shape, label)?;
         if !data.is_empty() {
-            gpu.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+            gpu.queue
+                .write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
         }
         Ok(t)
     }
@@ -52,9 +61,15 @@ impl Tensor {
     /// The same buffer seen with another shape of the same size.
     pub fn view(&self, shape: &[usize]) -> Result<Tensor> {
         if shape.iter().product::<usize>() != self.numel() {
-            return Err(Error::shape("view", format!("{:?} cannot be viewed as {shape:?}", self.shape)));
+            return Err(Error::shape(
+                "view",
+                format!("{:?} cannot be viewed as {shape:?}", self.shape),
+            ));
         }
-        Ok(Tensor { buffer: self.buffer.clone(), shape: shape.to_vec() })
+        Ok(Tensor {
+            buffer: self.buffer.clone(),
+            shape: shape.to_vec(),
+        })
     }
 
     /// Copies the tensor back (async: the browser cannot block on the GPU).
@@ -83,13 +98,22 @@ pub fn dtype_define(dtype: DType) -> &'static str {
 }
 
 impl Weight {
-    pub fn upload(gpu: &Gpu, name: &str, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Self> {
+    pub fn upload(
+        gpu: &Gpu,
+        name: &str,
+        dtype: DType,
+        shape: &[usize],
+        bytes: &[u8],
+    ) -> Result<Self> {
         let numel: usize = shape.iter().product();
         let expected = numel * dtype.size_in_bytes();
         if bytes.len() != expected {
             return Err(Error::format(
                 name,
-                format!("{} bytes for shape {shape:?} {dtype:?}, expected {expected}", bytes.len()),
+                format!(
+                    "{} bytes for shape {shape:?} {dtype:?}, expected {expected}",
+                    bytes.len()
+                ),
             ));
         }
         let size = padded(bytes.len() as u64);
@@ -105,14 +129,20 @@ impl Weight {
         let whole = bytes.len() / 4 * 4;
         for start in (0..whole).step_by(PIECE) {
             let end = (start + PIECE).min(whole);
-            gpu.queue.write_buffer(&buffer, start as u64, &bytes[start..end]);
+            gpu.queue
+                .write_buffer(&buffer, start as u64, &bytes[start..end]);
         }
         if whole < bytes.len() {
             let mut tail = [0u8; 4];
             tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
             gpu.queue.write_buffer(&buffer, whole as u64, &tail);
         }
-        Ok(Self { name: name.to_string(), buffer, shape: shape.to_vec(), dtype })
+        Ok(Self {
+            name: name.to_string(),
+            buffer,
+            shape: shape.to_vec(),
+            dtype,
+        })
     }
 
     pub fn numel(&self) -> usize {
@@ -136,7 +166,11 @@ fn check_binding(gpu: &Gpu, label: &str, size: u64) -> Result<()> {
 /// Reads `size` bytes of `src` at `offset` through a staging buffer.
 pub async fn read_buffer(gpu: &Gpu, src: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
     let staging = staging_buffer(gpu, size);
-    let mut encoder = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+    let mut encoder = gpu
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("readback"),
+        });
     encoder.copy_buffer_to_buffer(src, offset, &staging, 0, padded(size));
     gpu.queue.submit([encoder.finish()]);
     let mut bytes = map_read(gpu, &staging).await?;
@@ -165,7 +199,11 @@ pub async fn map_read(gpu: &Gpu, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
     });
     gpu.device
         .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e} (a lost device often means out of GPU memory)")))?;
+        .map_err(|e| {
+            Error::Gpu(format!(
+                "waiting for the GPU failed: {e} (a lost device often means out of GPU memory)"
+            ))
+        })?;
     rx.await
         .map_err(|_| Error::Gpu("GPU readback was cancelled (device lost?)".into()))?
         .map_err(|e| Error::Gpu(format!("could not map a readback buffer: {e}")))?;

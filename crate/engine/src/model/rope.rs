@@ -17,7 +17,11 @@ pub fn inv_freq(theta: f64, head_dim: usize) -> Vec<f32> {
 /// For each rotary frequency, the axis (0 = t, 1 = h, 2 = w) whose position drives it:
 /// frequencies are split by `mrope_section` and chunk j takes axis j % 3.
 pub fn frequency_axes(mrope_section: &[usize]) -> Vec<usize> {
-    mrope_section.iter().enumerate().flat_map(|(j, &n)| std::iter::repeat_n(j % 3, n)).collect()
+    mrope_section
+        .iter()
+        .enumerate()
+        .flat_map(|(j, &n)| std::iter::repeat_n(j % 3, n))
+        .collect()
 }
 
 /// (cos, sin), each (tokens, head_dim/2), for the given positions.
@@ -49,7 +53,11 @@ pub fn text_positions(start: usize, n: usize, rope_delta: i64) -> Vec<Position> 
 /// s + col); text after it resumes at max + 1. Returns the positions and
 /// `rope_delta = max position + 1 - len`, which decoding adds to the cache position.
 /// `grids` are the merged (t, h, w) of each image in order.
-pub fn prompt_positions(ids: &[u32], image_token_id: u32, grids: &[[u32; 3]]) -> Result<(Vec<Position>, i64), String> {
+pub fn prompt_positions(
+    ids: &[u32],
+    image_token_id: u32,
+    grids: &[[u32; 3]],
+) -> Result<(Vec<Position>, i64), String> {
     let mut out = Vec::with_capacity(ids.len());
     let mut next: u32 = 0;
     let mut i = 0;
@@ -64,7 +72,9 @@ pub fn prompt_positions(ids: &[u32], image_token_id: u32, grids: &[[u32; 3]]) ->
         let [t, h, w] = *images.next().ok_or("more image placeholders than images")?;
         let n = (t * h * w) as usize;
         if i + n > ids.len() || ids[i..i + n].iter().any(|&x| x != image_token_id) {
-            return Err(format!("an image of {t}x{h}x{w} merged tokens needs {n} consecutive <|image_pad|> tokens"));
+            return Err(format!(
+                "an image of {t}x{h}x{w} merged tokens needs {n} consecutive <|image_pad|> tokens"
+            ));
         }
         for f in 0..t {
             for r in 0..h {

@@ -61,9 +61,20 @@ async fn load(gpu: &Gpu, store: &WeightStore, base: &str, shape: &[usize]) -> Re
     Weight::upload(gpu, &info.name, info.dtype, shape, bytes)
 }
 
-async fn linear(gpu: &Gpu, store: &WeightStore, base: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+async fn linear(
+    gpu: &Gpu,
+    store: &WeightStore,
+    base: &str,
+    out: usize,
+    inp: usize,
+    bias: bool,
+) -> Result<Linear> {
     let w = load(gpu, store, &format!("{base}.weight"), &[out, inp]).await?;
-    let b = if bias { Some(load(gpu, store, &format!("{base}.bias"), &[out]).await?) } else { None };
+    let b = if bias {
+        Some(load(gpu, store, &format!("{base}.bias"), &[out]).await?)
+    } else {
+        None
+    };
     Ok(Linear { w, b })
 }
 
@@ -77,12 +88,44 @@ impl TextModel {
         for l in 0..cfg.num_hidden_layers {
             let p = format!("layers.{l}");
             layers.push(Layer {
-                input_layernorm: load(gpu, store, &format!("{p}.input_layernorm.weight"), &[h]).await?,
-                post_attention_layernorm: load(gpu, store, &format!("{p}.post_attention_layernorm.weight"), &[h]).await?,
-                q_proj: linear(gpu, store, &format!("{p}.self_attn.q_proj"), q_out, h, true).await?,
-                k_proj: linear(gpu, store, &format!("{p}.self_attn.k_proj"), kv_out, h, true).await?,
-                v_proj: linear(gpu, store, &format!("{p}.self_attn.v_proj"), kv_out, h, true).await?,
-                o_proj: linear(gpu, store, &format!("{p}.self_attn.o_proj"), h, q_out, false).await?,
+                input_layernorm: load(gpu, store, &format!("{p}.input_layernorm.weight"), &[h])
+                    .await?,
+                post_attention_layernorm: load(
+                    gpu,
+                    store,
+                    &format!("{p}.post_attention_layernorm.weight"),
+                    &[h],
+                )
+                .await?,
+                q_proj: linear(gpu, store, &format!("{p}.self_attn.q_proj"), q_out, h, true)
+                    .await?,
+                k_proj: linear(
+                    gpu,
+                    store,
+                    &format!("{p}.self_attn.k_proj"),
+                    kv_out,
+                    h,
+                    true,
+                )
+                .await?,
+                v_proj: linear(
+                    gpu,
+                    store,
+                    &format!("{p}.self_attn.v_proj"),
+                    kv_out,
+                    h,
+                    true,
+                )
+                .await?,
+                o_proj: linear(
+                    gpu,
+                    store,
+                    &format!("{p}.self_attn.o_proj"),
+                    h,
+                    q_out,
+                    false,
+                )
+                .await?,
                 gate_proj: linear(gpu, store, &format!("{p}.mlp.gate_proj"), i, h, false).await?,
                 up_proj: linear(gpu, store, &format!("{p}.mlp.up_proj"), i, h, false).await?,
                 down_proj: linear(gpu, store, &format!("{p}.mlp.down_proj"), h, i, false).await?,
@@ -122,10 +165,18 @@ impl TextModel {
             .map(|l| {
                 bytes(&l.input_layernorm)
                     + bytes(&l.post_attention_layernorm)
-                    + [&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj]
-                        .into_iter()
-                        .map(lin)
-                        .sum::<u64>()
+                    + [
+                        &l.q_proj,
+                        &l.k_proj,
+                        &l.v_proj,
+                        &l.o_proj,
+                        &l.gate_proj,
+                        &l.up_proj,
+                        &l.down_proj,
+                    ]
+                    .into_iter()
+                    .map(lin)
+                    .sum::<u64>()
             })
             .sum();
         let row = bytes(&self.embed_tokens) / self.cfg.vocab_size.max(1) as u64;
@@ -149,7 +200,10 @@ impl TextModel {
         let Session { kv, scratch } = session;
         let n = ids.len();
         if n == 0 || positions.len() != n {
-            return Err(Error::Input(format!("forward of {n} tokens with {} positions", positions.len())));
+            return Err(Error::Input(format!(
+                "forward of {n} tokens with {} positions",
+                positions.len()
+            )));
         }
         if n > kv.remaining() {
             return Err(Error::Input(format!(
@@ -158,13 +212,18 @@ impl TextModel {
             )));
         }
         if let Some(&bad) = ids.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-            return Err(Error::Input(format!("token id {bad} is outside the vocabulary of {}", cfg.vocab_size)));
+            return Err(Error::Input(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                cfg.vocab_size
+            )));
         }
         let s = scratch.get(gpu, cfg, n, logits)?;
         gpu.queue.write_buffer(&s.ids, 0, bytemuck::cast_slice(ids));
         let (cos, sin) = rope::tables(positions, &self.inv_freq, &self.freq_axes);
-        gpu.queue.write_buffer(&s.cos.buffer, 0, bytemuck::cast_slice(&cos));
-        gpu.queue.write_buffer(&s.sin.buffer, 0, bytemuck::cast_slice(&sin));
+        gpu.queue
+            .write_buffer(&s.cos.buffer, 0, bytemuck::cast_slice(&cos));
+        gpu.queue
+            .write_buffer(&s.sin.buffer, 0, bytemuck::cast_slice(&sin));
 
         let mut tap = |rec: &mut Recorder, name: String, t: &Tensor| -> Result<()> {
             if let Some(taps) = taps.as_deref_mut() {
@@ -178,7 +237,11 @@ impl TextModel {
         let start = kv.len;
         ops::embedding(rec, &s.ids, n, &self.embed_tokens, &s.x)?;
         tap(rec, "embeds".into(), &s.x)?;
-        let (heads, kvh, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        let (heads, kvh, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
         for (l, layer) in self.layers.iter().enumerate() {
             ops::rms_norm(rec, &s.x, &layer.input_layernorm, cfg.rms_norm_eps, &s.h)?;
             ops::linear(rec, &s.h, &layer.q_proj.w, layer.q_proj.b.as_ref(), &s.q)?;
@@ -188,9 +251,21 @@ impl TextModel {
             ops::rope_to_cache(rec, &s.k, &s.cos, &s.sin, &kv.k[l], start)?;
             ops::copy(rec, &s.v, 0, &kv.v[l], start * kvh * hd, n * kvh * hd)?;
             ops::attention(rec, &s.q, &kv.k[l], &kv.v[l], start, &s.attn)?;
-            ops::linear(rec, &s.attn.view(&[n, heads * hd])?, &layer.o_proj.w, None, &s.o)?;
+            ops::linear(
+                rec,
+                &s.attn.view(&[n, heads * hd])?,
+                &layer.o_proj.w,
+                None,
+                &s.o,
+            )?;
             ops::add_inplace(rec, &s.x, &s.o)?;
-            ops::rms_norm(rec, &s.x, &layer.post_attention_layernorm, cfg.rms_norm_eps, &s.h)?;
+            ops::rms_norm(
+                rec,
+                &s.x,
+                &layer.post_attention_layernorm,
+                cfg.rms_norm_eps,
+                &s.h,
+            )?;
             ops::linear(rec, &s.h, &layer.gate_proj.w, None, &s.gate)?;
             ops::linear(rec, &s.h, &layer.up_proj.w, None, &s.up)?;
             ops::silu_mul(rec, &s.gate, &s.up, &s.act)?;
@@ -203,7 +278,14 @@ impl TextModel {
         let head_in = match logits {
             Logits::All => s.h.clone(),
             Logits::Last => {
-                ops::copy(rec, &s.h, (n - 1) * cfg.hidden_size, &s.last, 0, cfg.hidden_size)?;
+                ops::copy(
+                    rec,
+                    &s.h,
+                    (n - 1) * cfg.hidden_size,
+                    &s.last,
+                    0,
+                    cfg.hidden_size,
+                )?;
                 s.last.clone()
             }
         };
@@ -221,7 +303,10 @@ pub struct Session {
 
 impl Session {
     pub fn new(gpu: &Gpu, cfg: &TextConfig, max_ctx: usize) -> Result<Self> {
-        Ok(Self { kv: KvCache::new(gpu, cfg, max_ctx)?, scratch: Scratch::default() })
+        Ok(Self {
+            kv: KvCache::new(gpu, cfg, max_ctx)?,
+            scratch: Scratch::default(),
+        })
     }
 }
 
@@ -250,10 +335,18 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn get(&mut self, gpu: &Gpu, cfg: &TextConfig, n: usize, logits: Logits) -> Result<&ScratchSet> {
+    fn get(
+        &mut self,
+        gpu: &Gpu,
+        cfg: &TextConfig,
+        n: usize,
+        logits: Logits,
+    ) -> Result<&ScratchSet> {
         match self.sets.entry((n, logits)) {
             std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
-            std::collections::hash_map::Entry::Vacant(e) => Ok(e.insert(ScratchSet::new(gpu, cfg, n, logits)?)),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                Ok(e.insert(ScratchSet::new(gpu, cfg, n, logits)?))
+            }
         }
     }
 }

@@ -43,7 +43,12 @@ pub struct GroupRecord {
 
 impl GroupRecord {
     pub fn as_group(&self) -> Group<'_> {
-        Group { id: &self.id, domain: &self.domain, rewards: &self.rewards, kl: self.kl.as_deref() }
+        Group {
+            id: &self.id,
+            domain: &self.domain,
+            rewards: &self.rewards,
+            kl: self.kl.as_deref(),
+        }
     }
 }
 

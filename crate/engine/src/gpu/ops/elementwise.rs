@@ -17,15 +17,25 @@ struct Params {
 const WG: u32 = 256;
 
 fn groups(rec: &Recorder, n: u32) -> [u32; 3] {
-    grid(n.div_ceil(WG), rec.gpu.limits.max_compute_workgroups_per_dimension)
+    grid(
+        n.div_ceil(WG),
+        rec.gpu.limits.max_compute_workgroups_per_dimension,
+    )
 }
 
 /// a += b (residual add).
 pub fn add_inplace(rec: &mut Recorder, a: &Tensor, b: &Tensor) -> Result<()> {
     expect("add", "b", &b.shape, &a.shape)?;
     let n = u32_of("add", a.numel())?;
-    let key = PipelineKey::new(ShaderFamily::Elementwise, "add_inplace").flag("ADD").value("WG", WG);
-    let p = Params { n, src_offset: 0, dst_offset: 0, _pad: 0 };
+    let key = PipelineKey::new(ShaderFamily::Elementwise, "add_inplace")
+        .flag("ADD")
+        .value("WG", WG);
+    let p = Params {
+        n,
+        src_offset: 0,
+        dst_offset: 0,
+        _pad: 0,
+    };
     rec.dispatch(&key, &p, &[(1, &a.buffer), (2, &b.buffer)], groups(rec, n))
 }
 
@@ -34,37 +44,74 @@ pub fn silu_mul(rec: &mut Recorder, gate: &Tensor, up: &Tensor, out: &Tensor) ->
     expect("silu_mul", "up", &up.shape, &gate.shape)?;
     expect("silu_mul", "out", &out.shape, &gate.shape)?;
     let n = u32_of("silu_mul", gate.numel())?;
-    let key = PipelineKey::new(ShaderFamily::Elementwise, "silu_mul").flag("SILU_MUL").value("WG", WG);
-    let p = Params { n, src_offset: 0, dst_offset: 0, _pad: 0 };
-    rec.dispatch(&key, &p, &[(1, &gate.buffer), (2, &up.buffer), (3, &out.buffer)], groups(rec, n))
+    let key = PipelineKey::new(ShaderFamily::Elementwise, "silu_mul")
+        .flag("SILU_MUL")
+        .value("WG", WG);
+    let p = Params {
+        n,
+        src_offset: 0,
+        dst_offset: 0,
+        _pad: 0,
+    };
+    rec.dispatch(
+        &key,
+        &p,
+        &[(1, &gate.buffer), (2, &up.buffer), (3, &out.buffer)],
+        groups(rec, n),
+    )
 }
 
 /// dst[dst_offset..][..n] = src[src_offset..][..n], in elements; a dispatch, so it stays inside the
 /// step's compute pass.
-pub fn copy(rec: &mut Recorder, src: &Tensor, src_offset: usize, dst: &Tensor, dst_offset: usize, n: usize) -> Result<()> {
+pub fn copy(
+    rec: &mut Recorder,
+    src: &Tensor,
+    src_offset: usize,
+    dst: &Tensor,
+    dst_offset: usize,
+    n: usize,
+) -> Result<()> {
     if src_offset + n > src.numel() || dst_offset + n > dst.numel() {
         return Err(Error::shape(
             "copy",
-            format!("{n} values from {src_offset} of {:?} to {dst_offset} of {:?}", src.shape, dst.shape),
+            format!(
+                "{n} values from {src_offset} of {:?} to {dst_offset} of {:?}",
+                src.shape, dst.shape
+            ),
         ));
     }
-    let key = PipelineKey::new(ShaderFamily::Elementwise, "copy").flag("COPY").value("WG", WG);
+    let key = PipelineKey::new(ShaderFamily::Elementwise, "copy")
+        .flag("COPY")
+        .value("WG", WG);
     let p = Params {
         n: u32_of("copy", n)?,
         src_offset: u32_of("copy", src_offset)?,
         dst_offset: u32_of("copy", dst_offset)?,
         _pad: 0,
     };
-    rec.dispatch(&key, &p, &[(1, &src.buffer), (2, &dst.buffer)], groups(rec, p.n))
+    rec.dispatch(
+        &key,
+        &p,
+        &[(1, &src.buffer), (2, &dst.buffer)],
+        groups(rec, p.n),
+    )
 }
 
 /// out[0] = argmax of logits row `row` (logits (rows, n)); `out` is a u32 storage buffer.
 pub fn argmax(rec: &mut Recorder, logits: &Tensor, row: usize, out: &wgpu::Buffer) -> Result<()> {
     let n = *logits.shape.last().unwrap_or(&0);
     if n == 0 || (row + 1) * n > logits.numel() {
-        return Err(Error::shape("argmax", format!("row {row} of logits {:?}", logits.shape)));
+        return Err(Error::shape(
+            "argmax",
+            format!("row {row} of logits {:?}", logits.shape),
+        ));
     }
     let key = PipelineKey::new(ShaderFamily::Argmax, "argmax").value("WG", 256);
-    let p = Params { n: u32_of("argmax", n)?, src_offset: u32_of("argmax", row * n)?, dst_offset: 0, _pad: 0 };
+    let p = Params {
+        n: u32_of("argmax", n)?,
+        src_offset: u32_of("argmax", row * n)?,
+        dst_offset: 0,
+        _pad: 0,
+    };
     rec.dispatch(&key, &p, &[(1, &logits.buffer), (2, out)], [1, 1, 1])
 }

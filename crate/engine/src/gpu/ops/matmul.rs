@@ -23,25 +23,56 @@ const MAT_TILE: u32 = 64;
 
 /// y (m, n) = x (m, k) W^T + b, with W (n, k) as stored in the checkpoint. One token uses the
 /// GEMV kernel, more use the tiled GEMM.
-pub fn linear(rec: &mut Recorder, x: &Tensor, w: &Weight, bias: Option<&Weight>, y: &Tensor) -> Result<()> {
+pub fn linear(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Weight,
+    bias: Option<&Weight>,
+    y: &Tensor,
+) -> Result<()> {
     let [n, k] = w.shape[..] else {
-        return Err(Error::shape("linear", format!("weight {} has shape {:?}, expected (out, in)", w.name, w.shape)));
+        return Err(Error::shape(
+            "linear",
+            format!(
+                "weight {} has shape {:?}, expected (out, in)",
+                w.name, w.shape
+            ),
+        ));
     };
     if k == 0 || x.shape.last() != Some(&k) {
-        return Err(Error::shape("linear", format!("x has shape {:?} but {} takes {k} inputs", x.shape, w.name)));
+        return Err(Error::shape(
+            "linear",
+            format!("x has shape {:?} but {} takes {k} inputs", x.shape, w.name),
+        ));
     }
     let m = x.numel() / k;
     expect("linear", "y", &[y.numel()], &[m * n])?;
     if let Some(b) = bias {
         expect("linear", &b.name, &b.shape, &[n])?;
         if b.dtype != w.dtype {
-            return Err(Error::shape("linear", format!("bias {} is {:?} but weight is {:?}", b.name, b.dtype, w.dtype)));
+            return Err(Error::shape(
+                "linear",
+                format!(
+                    "bias {} is {:?} but weight is {:?}",
+                    b.name, b.dtype, w.dtype
+                ),
+            ));
         }
     }
-    let params = Params { m: u32_of("linear", m)?, n: u32_of("linear", n)?, k: u32_of("linear", k)?, _pad: 0 };
+    let params = Params {
+        m: u32_of("linear", m)?,
+        n: u32_of("linear", n)?,
+        k: u32_of("linear", k)?,
+        _pad: 0,
+    };
     let (key, groups) = if m == 1 && k <= NARROW_K {
-        let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_vec_narrow").flag("VEC_NARROW").value("WG", VEC_WG);
-        let mut g = grid(params.n.div_ceil(VEC_WG), rec.gpu.limits.max_compute_workgroups_per_dimension);
+        let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_vec_narrow")
+            .flag("VEC_NARROW")
+            .value("WG", VEC_WG);
+        let mut g = grid(
+            params.n.div_ceil(VEC_WG),
+            rec.gpu.limits.max_compute_workgroups_per_dimension,
+        );
         g[2] = params.m;
         (key, g)
     } else if m == 1 {
@@ -49,19 +80,42 @@ pub fn linear(rec: &mut Recorder, x: &Tensor, w: &Weight, bias: Option<&Weight>,
             .flag("VEC")
             .value("WG", VEC_WG)
             .value("ROWS", VEC_ROWS);
-        let mut g = grid(params.n.div_ceil(VEC_ROWS), rec.gpu.limits.max_compute_workgroups_per_dimension);
+        let mut g = grid(
+            params.n.div_ceil(VEC_ROWS),
+            rec.gpu.limits.max_compute_workgroups_per_dimension,
+        );
         g[2] = params.m;
         (key, g)
     } else {
-        let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_mat").flag("MAT").value("WG", 256);
-        (key, [params.n.div_ceil(MAT_TILE), params.m.div_ceil(MAT_TILE), 1])
+        let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_mat")
+            .flag("MAT")
+            .value("WG", 256);
+        (
+            key,
+            [params.n.div_ceil(MAT_TILE), params.m.div_ceil(MAT_TILE), 1],
+        )
     };
     let key = key.flag(dtype_define(w.dtype));
     match bias {
         Some(b) => {
             let key = key.flag("BIAS");
-            rec.dispatch(&key, &params, &[(1, &x.buffer), (2, &w.buffer), (3, &y.buffer), (4, &b.buffer)], groups)
+            rec.dispatch(
+                &key,
+                &params,
+                &[
+                    (1, &x.buffer),
+                    (2, &w.buffer),
+                    (3, &y.buffer),
+                    (4, &b.buffer),
+                ],
+                groups,
+            )
         }
-        None => rec.dispatch(&key, &params, &[(1, &x.buffer), (2, &w.buffer), (3, &y.buffer)], groups),
+        None => rec.dispatch(
+            &key,
+            &params,
+            &[(1, &x.buffer), (2, &w.buffer), (3, &y.buffer)],
+            groups,
+        ),
     }
 }

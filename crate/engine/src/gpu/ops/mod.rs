@@ -20,11 +20,19 @@ use crate::error::{Error, Result};
 
 fn expect(op: &'static str, what: &str, actual: &[usize], expected: &[usize]) -> Result<()> {
     if actual != expected {
-        return Err(Error::shape(op, format!("{what} has shape {actual:?}, expected {expected:?}")));
+        return Err(Error::shape(
+            op,
+            format!("{what} has shape {actual:?}, expected {expected:?}"),
+        ));
     }
     Ok(())
 }
 
 fn u32_of(op: &'static str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::shape(op, format!("size {v} does not fit the kernels' u32 indexing")))
+    u32::try_from(v).map_err(|_| {
+        Error::shape(
+            op,
+            format!("size {v} does not fit the kernels' u32 indexing"),
+        )
+    })
 }

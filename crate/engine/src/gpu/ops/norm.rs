@@ -16,12 +16,30 @@ struct Params {
 const WG: u32 = 128;
 
 /// out = RMSNorm(x) * weight over the last axis; x and out are (rows, n).
-pub fn rms_norm(rec: &mut Recorder, x: &Tensor, weight: &Weight, eps: f32, out: &Tensor) -> Result<()> {
+pub fn rms_norm(
+    rec: &mut Recorder,
+    x: &Tensor,
+    weight: &Weight,
+    eps: f32,
+    out: &Tensor,
+) -> Result<()> {
     let n = *x.shape.last().unwrap_or(&0);
     let rows = x.numel() / n.max(1);
     expect("rms_norm", "weight", &weight.shape, &[n])?;
     expect("rms_norm", "out", &out.shape, &x.shape)?;
-    let key = PipelineKey::new(ShaderFamily::Norm, "rms_norm").flag(dtype_define(weight.dtype)).value("WG", WG);
-    let params = Params { rows: u32_of("rms_norm", rows)?, n: u32_of("rms_norm", n)?, eps, _pad: 0 };
-    rec.dispatch(&key, &params, &[(1, &x.buffer), (2, &weight.buffer), (3, &out.buffer)], [params.rows, 1, 1])
+    let key = PipelineKey::new(ShaderFamily::Norm, "rms_norm")
+        .flag(dtype_define(weight.dtype))
+        .value("WG", WG);
+    let params = Params {
+        rows: u32_of("rms_norm", rows)?,
+        n: u32_of("rms_norm", n)?,
+        eps,
+        _pad: 0,
+    };
+    rec.dispatch(
+        &key,
+        &params,
+        &[(1, &x.buffer), (2, &weight.buffer), (3, &out.buffer)],
+        [params.rows, 1, 1],
+    )
 }

@@ -17,7 +17,13 @@ const WG: u32 = 64;
 
 fn check(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<(usize, usize, usize)> {
     let [n, heads, head_dim] = x.shape[..] else {
-        return Err(Error::shape("rope", format!("x has shape {:?}, expected (tokens, heads, head_dim)", x.shape)));
+        return Err(Error::shape(
+            "rope",
+            format!(
+                "x has shape {:?}, expected (tokens, heads, head_dim)",
+                x.shape
+            ),
+        ));
     };
     if head_dim % 2 != 0 {
         return Err(Error::shape("rope", format!("head_dim {head_dim} is odd")));
@@ -40,26 +46,56 @@ fn params(n: usize, heads: usize, head_dim: usize, dst_offset: usize) -> Result<
 pub fn rope_inplace(rec: &mut Recorder, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<()> {
     let (n, heads, hd) = check(x, cos, sin)?;
     let p = params(n, heads, hd, 0)?;
-    let key = PipelineKey::new(ShaderFamily::Rope, "rope").flag("IN_PLACE").value("WG", WG);
+    let key = PipelineKey::new(ShaderFamily::Rope, "rope")
+        .flag("IN_PLACE")
+        .value("WG", WG);
     let groups = [(hd as u32 / 2).div_ceil(WG), p.heads, p.n_tokens];
-    rec.dispatch(&key, &p, &[(1, &cos.buffer), (2, &sin.buffer), (3, &x.buffer)], groups)
+    rec.dispatch(
+        &key,
+        &p,
+        &[(1, &cos.buffer), (2, &sin.buffer), (3, &x.buffer)],
+        groups,
+    )
 }
 
 /// Rotates k (tokens, kv_heads, head_dim) and writes it into `cache` (max_ctx, kv_heads, head_dim)
 /// at row `start`.
-pub fn rope_to_cache(rec: &mut Recorder, k: &Tensor, cos: &Tensor, sin: &Tensor, cache: &Tensor, start: usize) -> Result<()> {
+pub fn rope_to_cache(
+    rec: &mut Recorder,
+    k: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    cache: &Tensor,
+    start: usize,
+) -> Result<()> {
     let (n, heads, hd) = check(k, cos, sin)?;
     let [max_ctx, c_heads, c_hd] = cache.shape[..] else {
-        return Err(Error::shape("rope_to_cache", format!("cache has shape {:?}", cache.shape)));
+        return Err(Error::shape(
+            "rope_to_cache",
+            format!("cache has shape {:?}", cache.shape),
+        ));
     };
     if c_heads != heads || c_hd != hd || start + n > max_ctx {
         return Err(Error::shape(
             "rope_to_cache",
-            format!("{n} rows at {start} of k {:?} do not fit cache {:?}", k.shape, cache.shape),
+            format!(
+                "{n} rows at {start} of k {:?} do not fit cache {:?}",
+                k.shape, cache.shape
+            ),
         ));
     }
     let p = params(n, heads, hd, start * heads * hd)?;
     let key = PipelineKey::new(ShaderFamily::Rope, "rope").value("WG", WG);
     let groups = [(hd as u32 / 2).div_ceil(WG), p.heads, p.n_tokens];
-    rec.dispatch(&key, &p, &[(1, &cos.buffer), (2, &sin.buffer), (3, &k.buffer), (4, &cache.buffer)], groups)
+    rec.dispatch(
+        &key,
+        &p,
+        &[
+            (1, &cos.buffer),
+            (2, &sin.buffer),
+            (3, &k.buffer),
+            (4, &cache.buffer),
+        ],
+        groups,
+    )
 }
