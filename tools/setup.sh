@@ -20,7 +20,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     fi
 fi
 
-if command -v rustup >/dev/null && ! rustup target list --installed | grep -q wasm32-unknown-unknown; then
-    rustup target add wasm32-unknown-unknown
+if command -v rustup >/dev/null; then
+    rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+    for c in clippy rustfmt; do
+        rustup component list --installed | grep -q "^$c" || rustup component add "$c"
+    done
 fi
 echo "setup: ok"

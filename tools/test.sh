@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The project's one test command (the README's and CI's): native tests on whatever wgpu adapter
-# is present (Mesa lavapipe without a GPU: GPU tests never skip, they fail if no adapter exists),
-# then the wasm32 builds of the crates the browser app uses.
+# The project's one check command (the README's and CI's): formatting, clippy with warnings as
+# errors, native tests on whatever wgpu adapter is present (Mesa lavapipe without a GPU: GPU tests
+# never skip, they fail if no adapter exists), then the wasm32 builds of the crates the browser
+# app uses.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
 # lavapipe warns about a missing XDG_RUNTIME_DIR on headless machines.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
+cargo fmt --all --check
+cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace
 
 # The readers and the engine must keep compiling for the browser (no native-only crates).

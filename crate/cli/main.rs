@@ -36,7 +36,18 @@ enum Command {
     Advantages(advantages::Args),
 }
 
+/// Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid" on headless machines (servers,
+/// CI) although compute works; point it at the temp dir so a newcomer's first run looks clean.
+fn quiet_headless_vulkan() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // SAFETY: the first statement of main, before any thread exists.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    quiet_headless_vulkan();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => generate::run(args),
