@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # Installs what building and testing qoqmed needs on a fresh Debian/Ubuntu machine:
 # a Vulkan loader + Mesa's software Vulkan driver (lavapipe, so the GPU tests run without a GPU),
-# and the wasm32 Rust target (the browser build of the readers and the engine).
+# the wasm32 Rust target, and for the browser tests Chromium + ChromeDriver (software WebGPU) and
+# wasm-bindgen's test runner at the exact version of the wasm-bindgen crate in Cargo.lock.
+# `--native` skips the browser part (enough to run the CLI).
 set -euo pipefail
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
+browser=1
+[ "${1:-}" = "--native" ] && browser=0
+
 need_apt=()
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
 ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1' || need_apt+=(libvulkan1)
+if [ $browser = 1 ]; then
+    command -v chromium >/dev/null || need_apt+=(chromium)
+    command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null; then
         $SUDO apt-get update -qq
@@ -25,5 +34,10 @@ if command -v rustup >/dev/null; then
     for c in clippy rustfmt; do
         rustup component list --installed | grep -q "^$c" || rustup component add "$c"
     done
+fi
+WBG=0.2.130
+if [ $browser = 1 ] && ! wasm-bindgen-test-runner --version 2>/dev/null | grep -q "$WBG"; then
+    # Not --locked: its lockfile pins a crate version the registry no longer has.
+    cargo install wasm-bindgen-cli --version "$WBG"
 fi
 echo "setup: ok"

@@ -18,3 +18,8 @@ cargo test --release --workspace
 cargo build --release --target wasm32-unknown-unknown --no-default-features \
     -p qoqmed-engine -p qoqmed-imaging -p qoqmed-ecg -p qoqmed-output -p qoqmed-rl
 echo "wasm32 builds: ok"
+
+# The engine in headless Chromium through WebGPU (SwiftShader without a GPU): same code path.
+export PATH="$HOME/.cargo/bin:$PATH"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER="$(command -v chromedriver)" \
+    cargo test --release --target wasm32-unknown-unknown --no-default-features -p qoqmed-engine --test web

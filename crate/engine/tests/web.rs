@@ -1,0 +1,117 @@
+//! The same engine in a browser: a kernel, the real tokenizer and the tiny model's greedy decode
+//! through WebGPU (headless Chromium's SwiftShader adapter in CI), on the code path natives use.
+//! Run by tools/test.sh with wasm-bindgen-test-runner; see crate/engine/webdriver.json.
+#![cfg(target_arch = "wasm32")]
+
+use qoqmed_engine::chat::Tokenizer;
+use qoqmed_engine::config::ModelConfig;
+use qoqmed_engine::generate::{GenerateOptions, generate};
+use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, Weight, ops};
+use qoqmed_engine::model::{TextModel, rope};
+use qoqmed_engine::sampler::SamplingParams;
+use qoqmed_engine::weights::{ByteSource, DType, MemorySource, WeightStore};
+use safetensors::SafeTensors;
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+async fn gpu() -> Gpu {
+    let gpu = Gpu::new(None)
+        .await
+        .unwrap_or_else(|e| panic!("no WebGPU adapter in this browser: {e}"));
+    // WebGPU, not a WebGL fallback: the browser app depends on compute shaders.
+    assert_eq!(
+        gpu.adapter.backend, "BrowserWebGpu",
+        "adapter: {}",
+        gpu.adapter
+    );
+    gpu
+}
+
+#[wasm_bindgen_test]
+async fn bf16_linear_matches_cpu_on_webgpu() {
+    let gpu = gpu().await;
+    let (m, n, k) = (3, 37, 45);
+    let x: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    let wv: Vec<half::bf16> = (0..n * k)
+        .map(|i| half::bf16::from_f32(((i * 53 % 97) as f32 / 48.0) - 1.0))
+        .collect();
+    let bytes: Vec<u8> = wv.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let w = Weight::upload(&gpu, "w", DType::BF16, &[n, k], &bytes).unwrap();
+    for rows in [1, m] {
+        let xt = Tensor::from_f32(&gpu, &x[..rows * k], &[rows, k], "x").unwrap();
+        let y = Tensor::zeros(&gpu, &[rows, n], "y").unwrap();
+        let mut rec = Recorder::new(&gpu);
+        ops::linear(&mut rec, &xt, &w, None, &y).unwrap();
+        rec.submit().unwrap();
+        let got = y.to_vec(&gpu).await.unwrap();
+        for i in 0..rows {
+            for j in 0..n {
+                let want: f32 = (0..k).map(|t| x[i * k + t] * wv[j * k + t].to_f32()).sum();
+                let g = got[i * n + j];
+                assert!(
+                    (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "y[{i},{j}] = {g}, want {want}"
+                );
+            }
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+fn real_qwen_tokenizer_works_in_wasm() {
+    let json = include_bytes!("../../../tests/fixtures/models/tiny-qwen-vocab/tokenizer.json");
+    let tok = Tokenizer::from_bytes(json).unwrap();
+    assert_eq!(tok.encode("Hello world").unwrap(), vec![9707, 1879]);
+    assert_eq!(
+        tok.encode("<|im_start|>hello<|im_end|>").unwrap(),
+        vec![151644, 14990, 151645]
+    );
+}
+
+#[wasm_bindgen_test]
+async fn tiny_model_greedy_ids_match_transformers_on_webgpu() {
+    let gpu = gpu().await;
+    let config = ModelConfig::from_json(include_bytes!(
+        "../../../tests/fixtures/models/tiny-small-vocab/config.json"
+    ))
+    .unwrap();
+    let weights =
+        include_bytes!("../../../tests/fixtures/models/tiny-small-vocab/model.safetensors");
+    let sources: Vec<Box<dyn ByteSource>> = vec![Box::new(MemorySource::new(
+        "model.safetensors",
+        weights.to_vec(),
+    ))];
+    let store = WeightStore::open(sources).await.unwrap();
+    let model = TextModel::load(&gpu, &store, &config.text).await.unwrap();
+
+    let golden =
+        include_bytes!("../../../tests/fixtures/goldens/tiny-small-vocab/short.safetensors");
+    let st = SafeTensors::deserialize(golden).unwrap();
+    let ids = |name: &str| -> Vec<u32> {
+        let t = st.tensor(name).unwrap();
+        bytemuck::pod_collect_to_vec::<u8, i64>(t.data())
+            .into_iter()
+            .map(|v| v as u32)
+            .collect()
+    };
+    let prompt = ids("input_ids");
+    let want = ids("greedy.generated_ids");
+    let opts = GenerateOptions {
+        max_new_tokens: want.len(),
+        sampling: SamplingParams {
+            temperature: 0.0,
+            repetition_penalty: 1.0,
+            ..SamplingParams::default()
+        },
+        max_context: prompt.len() + want.len() + 1,
+        ..GenerateOptions::default()
+    };
+    let positions = rope::text_positions(0, prompt.len(), 0);
+    let out = generate(&gpu, &model, &prompt, &positions, 0, &opts, &mut |_| true)
+        .await
+        .unwrap();
+    assert_eq!(out.token_ids, want);
+}
