@@ -126,6 +126,18 @@ impl Gpu {
                 v.push(e.to_string());
             }
         }));
+        let lost = errors.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if reason == wgpu::DeviceLostReason::Destroyed {
+                return;
+            }
+            if let Ok(mut v) = lost.lock() {
+                v.push(format!(
+                    "the GPU device was lost ({message}); this is usually the GPU running out of memory: \
+                     try a smaller --max-context or a smaller model, and close other GPU programs"
+                ));
+            }
+        });
         let mut summary = AdapterSummary::new(summary_index, &info);
         if index.is_none() {
             summary.index = usize::MAX;
