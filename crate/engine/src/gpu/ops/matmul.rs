@@ -65,35 +65,22 @@ pub fn linear(
         k: u32_of("linear", k)?,
         _pad: 0,
     };
+    // GEMV for one token (z = 0 is its row), tiled GEMM for more.
+    let max = rec.gpu.limits.max_compute_workgroups_per_dimension;
     let (key, groups) = if m == 1 && k <= NARROW_K {
-        let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_vec_narrow")
-            .flag("VEC_NARROW")
-            .value("WG", VEC_WG);
-        let mut g = grid(
-            params.n.div_ceil(VEC_WG),
-            rec.gpu.limits.max_compute_workgroups_per_dimension,
-        );
-        g[2] = params.m;
-        (key, g)
-    } else if m == 1 {
-        let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_vec")
-            .flag("VEC")
-            .value("WG", VEC_WG)
-            .value("ROWS", VEC_ROWS);
-        let mut g = grid(
-            params.n.div_ceil(VEC_ROWS),
-            rec.gpu.limits.max_compute_workgroups_per_dimension,
-        );
-        g[2] = params.m;
-        (key, g)
-    } else {
-        let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_mat")
-            .flag("MAT")
-            .value("WG", 256);
+        let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_vec_narrow").flag("VEC_NARROW");
         (
-            key,
-            [params.n.div_ceil(MAT_TILE), params.m.div_ceil(MAT_TILE), 1],
+            key.value("WG", VEC_WG),
+            grid(params.n.div_ceil(VEC_WG), max),
         )
+    } else if m == 1 {
+        let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_vec").flag("VEC");
+        let key = key.value("WG", VEC_WG).value("ROWS", VEC_ROWS);
+        (key, grid(params.n.div_ceil(VEC_ROWS), max))
+    } else {
+        let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_mat").flag("MAT");
+        let groups = [params.n.div_ceil(MAT_TILE), params.m.div_ceil(MAT_TILE), 1];
+        (key.value("WG", 256), groups)
     };
     let key = key.flag(dtype_define(w.dtype));
     match bias {
