@@ -116,14 +116,16 @@ impl Readout {
                 raw[i]
             )));
         }
-        let mut logits = raw.clone();
+        // The sampler edits its input; copy only when the raw row must also be kept.
+        let kept = opts.keep_logits.then(|| raw.clone());
+        let mut logits = raw;
         for &(id, bias) in &opts.logit_bias {
             if let Some(l) = logits.get_mut(id as usize) {
                 *l += bias;
             }
         }
         let id = sampler.sample(&mut logits, history);
-        Ok((id, opts.keep_logits.then_some(raw)))
+        Ok((id, kept))
     }
 }
 

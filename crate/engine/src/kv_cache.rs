@@ -36,13 +36,4 @@ impl KvCache {
     pub fn remaining(&self) -> usize {
         self.max_ctx - self.len
     }
-
-    /// Bytes of GPU memory the cache holds.
-    pub fn bytes(&self) -> u64 {
-        self.k
-            .iter()
-            .chain(&self.v)
-            .map(|t| t.numel() as u64 * 4)
-            .sum()
-    }
 }

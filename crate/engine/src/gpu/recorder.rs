@@ -98,13 +98,6 @@ impl<'g> Recorder<'g> {
         });
     }
 
-    pub fn dispatch_count(&self) -> usize {
-        self.commands
-            .iter()
-            .filter(|c| matches!(c, Command::Dispatch { .. }))
-            .count()
-    }
-
     /// Encodes everything into one command buffer and submits it. Returns without waiting.
     pub fn submit(self) -> Result<()> {
         let gpu = self.gpu;

@@ -276,7 +276,9 @@ impl TextModel {
         ops::rms_norm(rec, &s.x, &self.norm, cfg.rms_norm_eps, &s.h)?;
         tap(rec, "norm".into(), &s.h)?;
         let head_in = match logits {
+            // One token (decode): its normed row already is the last row.
             Logits::All => s.h.clone(),
+            Logits::Last if n == 1 => s.h.clone(),
             Logits::Last => {
                 ops::copy(
                     rec,
