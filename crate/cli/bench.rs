@@ -1,77 +1,217 @@
-//! `qoqmed bench`: decode and prefill speed on a model folder, stated portably as achieved
-//! weight-read bandwidth over the bandwidth of a plain copy kernel on the same adapter, same run
-//! (docs: ../shared performance notes). Prints numbers; it asserts nothing.
+//! `qoqmed bench`: prefill and decode speed, stated portably as achieved weight-read bandwidth
+//! over the best of several copy kernels on the same adapter in the same run
+//! (../shared/docs/performance.md). Runs a model folder, or a random-weight model with the real
+//! shapes of Qwen2.5-VL 3B / 7B / 32B (or any config.json) generated on the fly: no files. Prints
+//! numbers; it asserts nothing.
 
 use std::path::PathBuf;
 
+use anyhow::{Context, bail};
 use qoqmed_engine::config::ModelConfig;
 use qoqmed_engine::generate::{GenerateOptions, generate};
-use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, ops, read_buffer};
+use qoqmed_engine::gpu::{Gpu, WeightFormat};
+use qoqmed_engine::model::memory::{MemoryLimits, MemoryPlan, RunShape, TensorSpec, text_tensors};
 use qoqmed_engine::model::{TextModel, rope};
 use qoqmed_engine::sampler::SamplingParams;
-use qoqmed_engine::weights::{ModelFiles, WeightStore};
+use qoqmed_engine::weights::policy::FormatPlan;
+use qoqmed_engine::weights::synthetic::SyntheticSource;
+use qoqmed_engine::weights::{ByteSource, DType, ModelFiles, WeightStore};
 use web_time::Instant;
+
+use crate::bench_copy::{copy_bandwidth, gemm_gflops};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Hugging Face model folder.
+    /// Model folder to measure (instead of --config).
+    #[arg(long, conflicts_with = "config")]
+    model: Option<PathBuf>,
+    /// Random weights with the shapes of `3b`, `7b`, `32b` (Qwen2.5-VL language models) or of a
+    /// config.json FILE; generated on the fly, no files written.
     #[arg(long)]
-    model: PathBuf,
+    config: Option<String>,
+    /// Decoder layers to build (default: the config's); speeds for the full depth are then
+    /// extrapolated and say so.
+    #[arg(long)]
+    layers: Option<usize>,
+    /// Vocabulary size (default: the config's).
+    #[arg(long)]
+    vocab: Option<usize>,
+    /// Language-model linears: q4, q8, f16 or bf16 (with --config).
+    #[arg(long, default_value = "q4")]
+    format: String,
+    /// Embedding and lm_head format (default: q8 for q4/q8, else --format).
+    #[arg(long)]
+    head_format: Option<String>,
+    /// KV cache positions (default: prompt + new tokens + 1).
+    #[arg(long)]
+    context: Option<usize>,
     /// Synthetic prompt length.
     #[arg(long, default_value_t = 128)]
     prompt_tokens: usize,
     /// Greedy decode steps timed.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 16)]
     new_tokens: usize,
+    /// Refuse to load when the accounting exceeds this many GB (1e9 bytes).
+    #[arg(long)]
+    memory_budget_gb: Option<f64>,
     #[arg(long)]
     adapter: Option<usize>,
-    /// One JSON object instead of the table.
+    /// One JSON object as the last line instead of the table.
     #[arg(long)]
     json: bool,
 }
 
-/// GB/s of a copy kernel over `bytes` (read + write counted), best of `reps` single-submit runs.
-fn copy_bandwidth(gpu: &Gpu, bytes: u64, reps: usize) -> anyhow::Result<f64> {
-    let n = (bytes / 4) as usize;
-    let src = Tensor::zeros(gpu, &[n], "copy.src")?;
-    let dst = Tensor::zeros(gpu, &[n], "copy.dst")?;
-    let mut best = f64::INFINITY;
-    for _ in 0..reps + 1 {
-        let t = Instant::now();
-        let mut rec = Recorder::new(gpu);
-        ops::copy(&mut rec, &src, 0, &dst, 0, n)?;
-        rec.submit()?;
-        pollster::block_on(read_buffer(gpu, &dst.buffer, 0, 4))?;
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    Ok(2.0 * (n * 4) as f64 / best / 1e9)
+/// (hidden, intermediate, layers, heads, kv heads, vocab) of the Qwen2.5-VL language models.
+/// Untied lm_head for all three, as the peer's GGUF (the real 3B ties it to the embedding).
+fn preset(name: &str) -> Option<[usize; 6]> {
+    Some(match name {
+        "3b" => [2048, 11008, 36, 16, 2, 151936],
+        "7b" => [3584, 18944, 28, 28, 4, 152064],
+        "32b" => [5120, 27648, 64, 40, 8, 152064],
+        _ => return None,
+    })
+}
+
+fn config_for(name: &str) -> anyhow::Result<ModelConfig> {
+    let json = match preset(name) {
+        Some([h, i, l, nh, kv, v]) => serde_json::json!({
+            "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+            "model_type": "qwen2_5_vl",
+            "hidden_size": h, "intermediate_size": i, "num_hidden_layers": l,
+            "num_attention_heads": nh, "num_key_value_heads": kv, "vocab_size": v,
+            "rms_norm_eps": 1e-6, "rope_theta": 1e6, "max_position_embeddings": 128000,
+            "tie_word_embeddings": false, "eos_token_id": 151645, "image_token_id": 151655,
+            "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+            "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+        })
+        .to_string()
+        .into_bytes(),
+        None => std::fs::read(name).with_context(|| {
+            format!("--config {name}: not 3b, 7b or 32b, and not a readable config.json")
+        })?,
+    };
+    Ok(ModelConfig::from_json(&json)?)
+}
+
+fn parse_format(flag: &str, s: &str) -> anyhow::Result<WeightFormat> {
+    WeightFormat::parse(s)
+        .filter(|f| *f != WeightFormat::F32)
+        .with_context(|| format!("{flag} {s}: choose q4, q8, f16 or bf16"))
+}
+
+/// Weight bytes one decode step reads: everything but the embedding table, of which one row.
+fn bytes_per_token(specs: &[TensorSpec], tied: bool) -> u64 {
+    specs
+        .iter()
+        .map(|s| {
+            if s.name.ends_with("embed_tokens.weight") && !tied {
+                s.row_bytes()
+            } else {
+                s.gpu_bytes()
+            }
+        })
+        .sum()
+}
+
+/// Multiply-adds of the matrices one token goes through (embedding excluded), times 2.
+fn flops_per_token(specs: &[TensorSpec], tied: bool) -> f64 {
+    specs
+        .iter()
+        .filter(|s| s.shape.len() == 2 && (tied || !s.name.ends_with("embed_tokens.weight")))
+        .map(|s| 2.0 * (s.shape[0] * s.shape[1]) as f64)
+        .sum()
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut files = ModelFiles::from_dir(&args.model)?;
-    let config = ModelConfig::from_json(&files.config)?;
     let gpu = pollster::block_on(Gpu::new(args.adapter))?;
+    let (config, store_sources, specs, label, format, full_layers, format_plan): (
+        ModelConfig,
+        Vec<Box<dyn ByteSource>>,
+        Vec<TensorSpec>,
+        String,
+        String,
+        usize,
+        Option<FormatPlan>,
+    ) = match (&args.model, &args.config) {
+        (Some(dir), None) => {
+            let mut files = ModelFiles::from_dir(dir)?;
+            let config = ModelConfig::from_json(&files.config)?;
+            let weights = std::mem::take(&mut files.weights);
+            let layers = config.text.num_hidden_layers;
+            let label = dir.display().to_string();
+            (config, weights, Vec::new(), label, "checkpoint".into(), layers, None)
+        }
+        (None, Some(name)) => {
+            let mut config = config_for(name)?;
+            let full = config.text.num_hidden_layers;
+            if let Some(l) = args.layers {
+                config.text.num_hidden_layers = l;
+            }
+            if let Some(v) = args.vocab {
+                config.text.vocab_size = v;
+            }
+            let linear = parse_format("--format", &args.format)?;
+            let mut plan = FormatPlan::for_format(linear);
+            if let Some(h) = &args.head_format {
+                plan.head = parse_format("--head-format", h)?;
+            }
+            let source = SyntheticSource::text_model(&config.text, &plan, 1234)?;
+            let specs = source.specs().to_vec();
+            let fmt = format!("{}+head-{}", plan.linear, plan.head);
+            let sources = vec![Box::new(source) as Box<dyn ByteSource>];
+            (config, sources, specs, name.clone(), fmt, full, Some(plan))
+        }
+        _ => bail!("give --model DIR or --config 3b|7b|32b|FILE"),
+    };
+    let cfg = &config.text;
+    let prompt_len = args.prompt_tokens.max(1);
+    let new_tokens = args.new_tokens.max(2);
+    let max_context = args.context.unwrap_or(prompt_len + new_tokens + 1);
+
     let t_load = Instant::now();
-    let store = pollster::block_on(WeightStore::open(std::mem::take(&mut files.weights)))?;
-    let model = pollster::block_on(TextModel::load(&gpu, &store, &config.text))?;
+    let store = pollster::block_on(WeightStore::open(store_sources))?;
+    // What sits on the GPU: the synthetic plan, or the checkpoint's tensors as stored.
+    let specs = if specs.is_empty() {
+        text_tensors(cfg)
+            .iter()
+            .filter_map(|(name, _)| store.get(name))
+            .map(|i| TensorSpec::new(i.name.clone(), &i.shape, i.format))
+            .collect()
+    } else {
+        specs
+    };
+    let plan = MemoryPlan::new(
+        cfg,
+        &specs,
+        RunShape {
+            max_context,
+            prefill_chunk: 512,
+            kv_value_bytes: 4,
+        },
+    );
+    plan.check(&MemoryLimits {
+        max_binding: gpu.max_binding(),
+        max_buffer: gpu.limits.max_buffer_size,
+        budget: args.memory_budget_gb.map(|g| (g * 1e9) as u64),
+    })?;
+    let model = pollster::block_on(TextModel::load(&gpu, &store, cfg))?;
     let load_s = t_load.elapsed().as_secs_f64();
 
-    let copy_bytes = (gpu.max_binding().min(256 << 20) / 2).min(64 << 20);
-    let copy_gbs = copy_bandwidth(&gpu, copy_bytes, 5)?;
+    let copies = copy_bandwidth(&gpu)?;
+    let (best_copy, copy_gbs) = copies
+        .iter()
+        .cloned()
+        .fold((String::new(), 0.0), |a, b| if b.1 > a.1 { b } else { a });
 
-    let vocab = config.text.vocab_size;
-    let prompt: Vec<u32> = (0..args.prompt_tokens.max(1))
+    let vocab = cfg.vocab_size;
+    let prompt: Vec<u32> = (0..prompt_len)
         .map(|i| ((i * 7919 + 13) % vocab) as u32)
         .collect();
     let positions = rope::text_positions(0, prompt.len(), 0);
     let opts = GenerateOptions {
-        max_new_tokens: args.new_tokens.max(2),
-        sampling: SamplingParams {
-            temperature: 0.0,
-            repetition_penalty: 1.0,
-            ..SamplingParams::default()
-        },
-        max_context: prompt.len() + args.new_tokens.max(2) + 1,
+        max_new_tokens: new_tokens,
+        sampling: SamplingParams::default(),
+        max_context,
         ..GenerateOptions::default()
     };
     let out = pollster::block_on(generate(
@@ -83,51 +223,89 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &opts,
         &mut |_| true,
     ))?;
-    let bytes_per_token = model.weight_bytes_per_token();
+    let gemm = gemm_gflops(&gpu, &store, cfg, prompt_len)?;
+    let peak = gpu
+        .device
+        .generate_allocator_report()
+        .map(|r| r.total_reserved_bytes);
+
+    let tied = cfg.tie_word_embeddings;
+    let per_token = bytes_per_token(&specs, tied);
     let decode = out.decode_tokens_per_s();
-    let achieved_gbs = bytes_per_token as f64 * decode / 1e9;
-    let report = serde_json::json!({
+    let prefill = out.prefill_tokens_per_s();
+    let read_gbs = per_token as f64 * decode / 1e9;
+    let model_gflops = flops_per_token(&specs, tied) * prefill / 1e9;
+    let layers = cfg.num_hidden_layers;
+    let mut report = serde_json::json!({
         "adapter": gpu.adapter.to_string(),
-        "model": args.model.display().to_string(),
-        "load_s": load_s,
+        "config": label,
+        "format": format,
+        "layers": layers,
+        "vocab": vocab,
         "prompt_tokens": out.prompt_tokens,
         "new_tokens": out.token_ids.len(),
-        "prefill_tokens_per_s": out.prefill_tokens_per_s(),
+        "load_s": load_s,
+        "prefill_tokens_per_s": prefill,
         "decode_tokens_per_s": decode,
-        "weight_bytes_per_token": bytes_per_token,
-        "achieved_weight_gb_per_s": achieved_gbs,
-        "copy_kernel_gb_per_s": copy_gbs,
-        "efficiency_vs_copy": achieved_gbs / copy_gbs,
+        "weight_bytes_per_token": per_token,
+        "read_gb_per_s": read_gbs,
+        "copy_gb_per_s": copy_gbs,
+        "copy_kernel": best_copy,
+        "copy_kernels_gb_per_s": copies.iter().map(|(n, g)| (n.clone(), *g)).collect::<serde_json::Map<_, _>>(),
+        "bandwidth_ratio": read_gbs / copy_gbs,
+        "prefill_gflops": gemm.0,
+        "prefill_gemm_shape": gemm.1,
+        "prefill_model_gflops": model_gflops,
+        "matmul_peak_gflops": serde_json::Value::Null,
+        "peak_gpu_bytes": peak.unwrap_or(plan.total()),
+        "peak_gpu_bytes_source": if peak.is_some() { "allocator report" } else { "size accounting" },
+        "accounted_gpu_bytes": plan.total(),
+        "bind_groups_after_first_step": out.bind_groups_after_first_step,
     });
+    if let (true, Some(fplan)) = (layers < full_layers, format_plan) {
+        // Full depth, by bytes at the measured read bandwidth and by FLOPs at the measured rate.
+        let mut full_cfg = cfg.clone();
+        full_cfg.num_hidden_layers = full_layers;
+        let full_specs: Vec<TensorSpec> = text_tensors(&full_cfg)
+            .iter()
+            .map(|(n, s)| TensorSpec::new(n.clone(), s, fplan.choose(n, s, DType::BF16)))
+            .collect();
+        let full_bytes = bytes_per_token(&full_specs, tied);
+        report["extrapolated_full_depth"] = serde_json::json!({
+            "layers": full_layers,
+            "weight_bytes_per_token": full_bytes,
+            "decode_tokens_per_s": read_gbs * 1e9 / full_bytes as f64,
+            "prefill_tokens_per_s": model_gflops * 1e9 / flops_per_token(&full_specs, tied),
+            "method": "extrapolated from this run: decode at the measured read GB/s, prefill at the measured model GFLOP/s",
+        });
+    }
     if args.json {
         println!("{report}");
-    } else {
-        println!("adapter                 {}", gpu.adapter);
+        return Ok(());
+    }
+    println!("adapter                 {}", gpu.adapter);
+    println!("model                   {label} ({layers} layers, vocab {vocab}, {format}), load {load_s:.2} s");
+    println!("memory (accounted)      {}", plan.summary());
+    println!(
+        "prefill                 {prefill:.2} tok/s over {} tokens ({model_gflops:.2} GFLOP/s over the model)",
+        out.prompt_tokens
+    );
+    println!("decode                  {decode:.3} tok/s over {} tokens", out.token_ids.len());
+    println!("weights read per token  {:.2} MB", per_token as f64 / 1e6);
+    println!("achieved weight read    {read_gbs:.3} GB/s");
+    for (name, g) in &copies {
+        println!("copy kernel {name:<11} {g:.3} GB/s (read + write)");
+    }
+    println!("bandwidth ratio         {:.1} % of {best_copy}", 100.0 * read_gbs / copy_gbs);
+    println!("prefill GEMM            {:.2} GFLOP/s ({})", gemm.0, gemm.1);
+    if let Some(p) = peak {
+        println!("peak GPU bytes          {:.1} MB (allocator)", p as f64 / 1e6);
+    }
+    if let Some(x) = report.get("extrapolated_full_depth") {
         println!(
-            "model                   {} (load {load_s:.2} s)",
-            args.model.display()
-        );
-        println!(
-            "prefill                 {:.1} tok/s over {} tokens",
-            out.prefill_tokens_per_s(),
-            out.prompt_tokens
-        );
-        println!(
-            "decode                  {decode:.1} tok/s over {} tokens",
-            out.token_ids.len()
-        );
-        println!(
-            "weights read per token  {:.2} MB",
-            bytes_per_token as f64 / 1e6
-        );
-        println!("achieved weight read    {achieved_gbs:.3} GB/s");
-        println!(
-            "copy kernel             {copy_gbs:.3} GB/s ({} MiB, read+write)",
-            copy_bytes >> 20
-        );
-        println!(
-            "efficiency vs copy      {:.1} %",
-            100.0 * achieved_gbs / copy_gbs
+            "full depth ({full_layers} layers, EXTRAPOLATED): decode {:.3} tok/s, prefill {:.2} tok/s",
+            x["decode_tokens_per_s"].as_f64().unwrap_or(0.0),
+            x["prefill_tokens_per_s"].as_f64().unwrap_or(0.0)
         );
     }
     Ok(())

@@ -3,9 +3,11 @@
 
 mod advantages;
 mod bench;
+mod bench_copy;
 mod ecg_plot;
 mod generate;
 mod preprocess;
+mod quantize;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +28,8 @@ enum Command {
     Generate(generate::Args),
     /// Measure prefill/decode speed and bandwidth efficiency against a copy kernel on this adapter.
     Bench(bench::Args),
+    /// Convert a Hugging Face checkpoint to 4/8-bit (or f16) weights in a new model folder.
+    Quantize(quantize::Args),
     /// List the GPU adapters wgpu can see (use the index with `generate --adapter`).
     Adapters,
     /// Turn images and ECGs into the tensors the model takes and write them to a safetensors file.
@@ -52,6 +56,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Quantize(args) => quantize::run(args),
         Command::Adapters => generate::list_adapters_cmd(),
         Command::Preprocess(args) => preprocess::run(args),
         Command::EcgPlot(args) => ecg_plot::run(args),

@@ -147,6 +147,12 @@ impl Sampler {
         }
     }
 
+    /// The next uniform number in [0, 1) of this sampler's stream: what a draw consumes. The GPU
+    /// sampler is handed these so both pick the same tokens for a seed.
+    pub fn next_uniform(&mut self) -> f64 {
+        (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
     /// Categorical draw from softmax(scores) by inverse CDF on a seeded uniform in [0, 1).
     fn draw(&mut self, scores: &[f32]) -> u32 {
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -156,7 +162,7 @@ impl Sampler {
         }
         let weights: Vec<f64> = scores.iter().map(|&s| f64::from(s - max).exp()).collect();
         let total: f64 = weights.iter().sum();
-        let u = (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+        let u = self.next_uniform();
         let target = u * total;
         let mut acc = 0.0;
         let mut last_positive = 0;

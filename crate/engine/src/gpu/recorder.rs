@@ -1,7 +1,14 @@
 //! Records a whole forward pass (or decode step) and submits it as ONE command buffer.
 //! Op parameters go into a uniform arena written once per submit; dispatches run in one compute
 //! pass, split only where a buffer copy sits between them.
+//!
+//! A decode session keeps one recorder for all its steps ([`Recorder::submit_and_reset`]): its
+//! command list, arena bytes and a cache of bind groups are reused, so after the first step a
+//! token records no bind group and grows no host buffer. Bind groups are keyed by pipeline,
+//! buffers and uniform slot; the cache lives with the session, so it cannot keep another
+//! session's buffers alive.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -12,7 +19,7 @@ use super::shader::PipelineKey;
 enum Command {
     Dispatch {
         pipeline: Arc<wgpu::ComputePipeline>,
-        label: String,
+        label: Arc<str>,
         /// (binding index, buffer); binding 0 is always the op's uniform slot.
         buffers: Vec<(u32, wgpu::Buffer)>,
         uniform: (u64, u64),
@@ -27,10 +34,40 @@ enum Command {
     },
 }
 
+/// Identifies a bind group: pipeline, uniform arena and slot, and the bound buffers.
+#[derive(PartialEq, Eq, Hash)]
+struct BindKey {
+    pipeline: wgpu::ComputePipeline,
+    arena: wgpu::Buffer,
+    uniform: (u64, u64),
+    buffers: Vec<(u32, wgpu::Buffer)>,
+}
+
+/// Bind groups built by one session's steps, reused while the same ops run on the same buffers.
+#[derive(Default)]
+pub struct BindCache {
+    map: HashMap<BindKey, usize>,
+    groups: Vec<wgpu::BindGroup>,
+    /// Bind groups created so far (a decode step after the first should add none).
+    pub created: usize,
+}
+
+impl BindCache {
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
 pub struct Recorder<'g> {
     pub gpu: &'g Gpu,
     arena: Vec<u8>,
     commands: Vec<Command>,
+    cache: Option<BindCache>,
+    /// Per dispatch of the step being encoded: its bind group's index in the cache.
+    slots: Vec<usize>,
 }
 
 /// Uniform slots are aligned to the device's dynamic-offset alignment (256 on most adapters).
@@ -39,12 +76,29 @@ fn slot_align(gpu: &Gpu) -> usize {
 }
 
 impl<'g> Recorder<'g> {
+    /// A one-shot recorder: bind groups are built at submit and dropped with it.
     pub fn new(gpu: &'g Gpu) -> Self {
         Self {
             gpu,
             arena: Vec::with_capacity(64 * 1024),
             commands: Vec::new(),
+            cache: None,
+            slots: Vec::new(),
         }
+    }
+
+    /// A recorder for many steps: bind groups are kept and reused across
+    /// [`submit_and_reset`](Self::submit_and_reset) calls.
+    pub fn cached(gpu: &'g Gpu) -> Self {
+        Self {
+            cache: Some(BindCache::default()),
+            ..Self::new(gpu)
+        }
+    }
+
+    /// The bind-group cache of a [`cached`](Self::cached) recorder.
+    pub fn cache(&self) -> Option<&BindCache> {
+        self.cache.as_ref()
     }
 
     /// Queues one dispatch. `params` is the op's uniform struct; `buffers` are bindings 1.. in order.
@@ -65,7 +119,7 @@ impl<'g> Recorder<'g> {
         if workgroups.contains(&0) {
             return Ok(());
         }
-        let pipeline = self.gpu.pipeline(key)?;
+        let (pipeline, label) = self.gpu.pipeline_and_label(key)?;
         let align = slot_align(self.gpu);
         let offset = self.arena.len().div_ceil(align) * align;
         let bytes = bytemuck::bytes_of(params);
@@ -73,7 +127,7 @@ impl<'g> Recorder<'g> {
         self.arena.extend_from_slice(bytes);
         self.commands.push(Command::Dispatch {
             pipeline,
-            label: key.label(),
+            label,
             buffers: buffers.iter().map(|(i, b)| (*i, (*b).clone())).collect(),
             uniform: (offset as u64, bytes.len() as u64),
             workgroups,
@@ -99,21 +153,29 @@ impl<'g> Recorder<'g> {
     }
 
     /// Encodes everything into one command buffer and submits it. Returns without waiting.
-    pub fn submit(self) -> Result<()> {
+    pub fn submit(mut self) -> Result<()> {
+        self.submit_and_reset().map(|_| ())
+    }
+
+    /// Submits what was recorded and empties the recorder for the next step, keeping its
+    /// allocations and bind groups. Returns without waiting.
+    pub fn submit_and_reset(&mut self) -> Result<wgpu::SubmissionIndex> {
         let gpu = self.gpu;
-        let mut padded = self.arena;
-        padded.resize(padded.len().max(16).div_ceil(16) * 16, 0);
-        let arena = gpu.uniform_arena(padded.len() as u64)?;
+        let len = self.arena.len().max(16).div_ceil(16) * 16;
+        self.arena.resize(len, 0);
+        let arena = gpu.uniform_arena(len as u64)?;
         // Queue-ordered: lands after the previous step's commands, before this one's.
-        gpu.queue.write_buffer(&arena, 0, &padded);
+        gpu.queue.write_buffer(&arena, 0, &self.arena);
 
         let mut encoder = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("step"),
             });
+        let mut one_shot = BindCache::default();
+        let cache = self.cache.as_mut().unwrap_or(&mut one_shot);
+        let commands = std::mem::take(&mut self.commands);
         let mut i = 0;
-        let commands = self.commands;
         while i < commands.len() {
             if let Command::Copy {
                 src,
@@ -127,46 +189,91 @@ impl<'g> Recorder<'g> {
                 i += 1;
                 continue;
             }
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: None,
-                timestamp_writes: None,
-            });
+            // Bind groups first (found or built), then the pass that uses them.
+            let start = i;
+            self.slots.clear();
             while let Some(Command::Dispatch {
                 pipeline,
                 label,
                 buffers,
                 uniform,
-                workgroups,
+                ..
             }) = commands.get(i)
             {
-                let mut entries = vec![wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &arena,
-                        offset: uniform.0,
-                        size: wgpu::BufferSize::new(uniform.1),
-                    }),
-                }];
-                for (binding, buffer) in buffers {
-                    entries.push(wgpu::BindGroupEntry {
-                        binding: *binding,
-                        resource: buffer.as_entire_binding(),
-                    });
-                }
-                let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(label),
-                    layout: &pipeline.get_bind_group_layout(0),
-                    entries: &entries,
-                });
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &bind_group, &[]);
-                pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+                let key = BindKey {
+                    pipeline: (**pipeline).clone(),
+                    arena: arena.clone(),
+                    uniform: *uniform,
+                    buffers: buffers.clone(),
+                };
+                let slot = match cache.map.get(&key) {
+                    Some(&slot) => slot,
+                    None => {
+                        let group = bind_group(gpu, pipeline, label, &arena, *uniform, buffers);
+                        cache.groups.push(group);
+                        cache.map.insert(key, cache.groups.len() - 1);
+                        cache.created += 1;
+                        cache.groups.len() - 1
+                    }
+                };
+                self.slots.push(slot);
                 i += 1;
             }
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: None,
+            });
+            for (command, &slot) in commands[start..i].iter().zip(&self.slots) {
+                let Command::Dispatch {
+                    pipeline,
+                    workgroups,
+                    ..
+                } = command
+                else {
+                    unreachable!("the loop above stopped at the first copy");
+                };
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &cache.groups[slot], &[]);
+                pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+            }
         }
-        gpu.queue.submit([encoder.finish()]);
-        gpu.check_errors()
+        let index = gpu.queue.submit([encoder.finish()]);
+        // Keep the command list's capacity for the next step.
+        self.commands = commands;
+        self.commands.clear();
+        self.arena.clear();
+        gpu.check_errors()?;
+        Ok(index)
     }
+}
+
+fn bind_group(
+    gpu: &Gpu,
+    pipeline: &wgpu::ComputePipeline,
+    label: &str,
+    arena: &wgpu::Buffer,
+    uniform: (u64, u64),
+    buffers: &[(u32, wgpu::Buffer)],
+) -> wgpu::BindGroup {
+    let mut entries = vec![wgpu::BindGroupEntry {
+        binding: 0,
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: arena,
+            offset: uniform.0,
+            size: wgpu::BufferSize::new(uniform.1),
+        }),
+    }];
+    for (binding, buffer) in buffers {
+        entries.push(wgpu::BindGroupEntry {
+            binding: *binding,
+            resource: buffer.as_entire_binding(),
+        });
+    }
+    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    })
 }
 
 /// Splits `groups` workgroups over x and y when it exceeds the per-dimension cap; shaders recover

@@ -19,6 +19,8 @@ pub enum ShaderFamily {
     Attention,
     Elementwise,
     Argmax,
+    Sample,
+    Copy,
 }
 
 impl ShaderFamily {
@@ -31,6 +33,8 @@ impl ShaderFamily {
             Self::Attention => include_str!("../../../../shaders/attention.wgsl"),
             Self::Elementwise => include_str!("../../../../shaders/elementwise.wgsl"),
             Self::Argmax => include_str!("../../../../shaders/argmax.wgsl"),
+            Self::Sample => include_str!("../../../../shaders/sample.wgsl"),
+            Self::Copy => include_str!("../../../../shaders/copy.wgsl"),
         }
     }
 }
@@ -144,12 +148,20 @@ fn preprocess(
 
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    map: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    map: Mutex<HashMap<PipelineKey, (Arc<wgpu::ComputePipeline>, Arc<str>)>>,
 }
 
 impl Gpu {
     /// The pipeline for `key`, compiled on first use.
     pub fn pipeline(&self, key: &PipelineKey) -> Result<Arc<wgpu::ComputePipeline>> {
+        self.pipeline_and_label(key).map(|(p, _)| p)
+    }
+
+    /// The pipeline for `key` and its label, without formatting the label again.
+    pub fn pipeline_and_label(
+        &self,
+        key: &PipelineKey,
+    ) -> Result<(Arc<wgpu::ComputePipeline>, Arc<str>)> {
         let mut map = self
             .pipelines
             .map
@@ -182,9 +194,9 @@ impl Gpu {
                 cache: None,
             });
         self.check_errors()?;
-        let pipeline = Arc::new(pipeline);
-        map.insert(key.clone(), pipeline.clone());
-        Ok(pipeline)
+        let entry = (Arc::new(pipeline), Arc::<str>::from(label));
+        map.insert(key.clone(), entry.clone());
+        Ok(entry)
     }
 }
 

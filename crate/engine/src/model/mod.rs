@@ -1,6 +1,7 @@
 //! The model, mirroring the checkpoint: `model.*` + `lm_head` -> [`text`]; `visual.*` (vision
 //! tower) and `time_series_embedding.*` (ECG encoder) arrive with their issues.
 
+pub mod memory;
 pub mod rope;
 pub mod text;
 

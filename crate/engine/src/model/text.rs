@@ -2,8 +2,6 @@
 //! MLP. One forward records every layer into the caller's [`Recorder`], so a decode step is one
 //! command buffer.
 
-use std::collections::HashMap;
-
 use crate::config::TextConfig;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder, Tensor, Weight, ops};
@@ -50,15 +48,7 @@ pub enum Logits {
 async fn load(gpu: &Gpu, store: &WeightStore, base: &str, shape: &[usize]) -> Result<Weight> {
     let info = store.find_any(&text_tensor_names(base))?;
     info.expect_shape(shape)?;
-    let owned;
-    let bytes = match store.bytes(info) {
-        Some(b) => b,
-        None => {
-            owned = store.read(info).await?;
-            &owned[..]
-        }
-    };
-    Weight::upload(gpu, &info.name, info.dtype, shape, bytes)
+    crate::weights::upload(gpu, store, info).await
 }
 
 async fn linear(
@@ -193,12 +183,40 @@ impl TextModel {
         ids: &[u32],
         positions: &[Position],
         logits: Logits,
+        taps: Option<&mut Vec<(String, Tensor)>>,
+    ) -> Result<Tensor> {
+        self.forward_ids(rec, session, Some(ids), ids.len(), positions, logits, taps)
+    }
+
+    /// As [`forward`](Self::forward) for `n` tokens whose ids the GPU already wrote into
+    /// [`Session::ids_buffer`] (the GPU sampler does): a decode step is encoded without waiting
+    /// for the previous token to come back.
+    pub fn forward_gpu_ids(
+        &self,
+        rec: &mut Recorder,
+        session: &mut Session,
+        n: usize,
+        positions: &[Position],
+        logits: Logits,
+        taps: Option<&mut Vec<(String, Tensor)>>,
+    ) -> Result<Tensor> {
+        self.forward_ids(rec, session, None, n, positions, logits, taps)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_ids(
+        &self,
+        rec: &mut Recorder,
+        session: &mut Session,
+        ids: Option<&[u32]>,
+        n: usize,
+        positions: &[Position],
+        logits: Logits,
         mut taps: Option<&mut Vec<(String, Tensor)>>,
     ) -> Result<Tensor> {
         let gpu = rec.gpu;
         let cfg = &self.cfg;
         let Session { kv, scratch } = session;
-        let n = ids.len();
         if n == 0 || positions.len() != n {
             return Err(Error::Input(format!(
                 "forward of {n} tokens with {} positions",
@@ -211,14 +229,20 @@ impl TextModel {
                 kv.len, kv.max_ctx
             )));
         }
-        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+        if let Some(&bad) = ids
+            .unwrap_or_default()
+            .iter()
+            .find(|&&t| t as usize >= cfg.vocab_size)
+        {
             return Err(Error::Input(format!(
                 "token id {bad} is outside the vocabulary of {}",
                 cfg.vocab_size
             )));
         }
         let s = scratch.get(gpu, cfg, n, logits)?;
-        gpu.queue.write_buffer(&s.ids, 0, bytemuck::cast_slice(ids));
+        if let Some(ids) = ids {
+            gpu.queue.write_buffer(&s.ids, 0, bytemuck::cast_slice(ids));
+        }
         let (cos, sin) = rope::tables(positions, &self.inv_freq, &self.freq_axes);
         gpu.queue
             .write_buffer(&s.cos.buffer, 0, bytemuck::cast_slice(&cos));
@@ -310,9 +334,16 @@ impl Session {
             scratch: Scratch::default(),
         })
     }
+
+    /// The (n) u32 input-ids buffer that a forward of `n` tokens with last-row logits reads
+    /// (for [`TextModel::forward_gpu_ids`]).
+    pub fn ids_buffer(&mut self, gpu: &Gpu, cfg: &TextConfig, n: usize) -> Result<wgpu::Buffer> {
+        Ok(self.scratch.get(gpu, cfg, n, Logits::Last)?.ids)
+    }
 }
 
 /// Activation buffers for one forward size, kept across steps so decode allocates nothing.
+#[derive(Clone)]
 struct ScratchSet {
     ids: wgpu::Buffer, // (n) u32
     cos: Tensor,       // (n, head_dim / 2)
@@ -331,9 +362,12 @@ struct ScratchSet {
     logits: Tensor,    // (1 or n, vocab)
 }
 
+/// Activation sets by (capacity, logits kind). A forward of n tokens uses the smallest set that
+/// holds n rows, seen with n rows, so the prefill's last, shorter chunk allocates nothing
+/// (model::memory counts one chunk set and one decode set).
 #[derive(Default)]
 struct Scratch {
-    sets: HashMap<(usize, Logits), ScratchSet>,
+    sets: Vec<(usize, Logits, ScratchSet)>,
 }
 
 impl Scratch {
@@ -343,17 +377,55 @@ impl Scratch {
         cfg: &TextConfig,
         n: usize,
         logits: Logits,
-    ) -> Result<&ScratchSet> {
-        match self.sets.entry((n, logits)) {
-            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                Ok(e.insert(ScratchSet::new(gpu, cfg, n, logits)?))
-            }
+    ) -> Result<ScratchSet> {
+        let fitting = self
+            .sets
+            .iter()
+            .filter(|(cap, kind, _)| *kind == logits && *cap >= n)
+            .min_by_key(|(cap, _, _)| *cap);
+        if let Some((_, _, set)) = fitting {
+            return Ok(set.with_rows(n, logits));
         }
+        let set = ScratchSet::new(gpu, cfg, n, logits)?;
+        self.sets.push((n, logits, set.clone()));
+        Ok(set)
     }
 }
 
 impl ScratchSet {
+    /// The same buffers seen with `n` rows (n <= the set's capacity).
+    fn with_rows(&self, n: usize, logits: Logits) -> Self {
+        let rows = |t: &Tensor| {
+            let mut shape = t.shape.clone();
+            shape[0] = n;
+            Tensor {
+                buffer: t.buffer.clone(),
+                shape,
+            }
+        };
+        Self {
+            ids: self.ids.clone(),
+            cos: rows(&self.cos),
+            sin: rows(&self.sin),
+            x: rows(&self.x),
+            h: rows(&self.h),
+            q: rows(&self.q),
+            k: rows(&self.k),
+            v: rows(&self.v),
+            attn: rows(&self.attn),
+            o: rows(&self.o),
+            gate: rows(&self.gate),
+            up: rows(&self.up),
+            act: rows(&self.act),
+            last: self.last.clone(),
+            logits: if logits == Logits::All {
+                rows(&self.logits)
+            } else {
+                self.logits.clone()
+            },
+        }
+    }
+
     fn new(gpu: &Gpu, cfg: &TextConfig, n: usize, logits: Logits) -> Result<Self> {
         let (h, i, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
         let (heads, kvh) = (cfg.num_attention_heads, cfg.num_key_value_heads);

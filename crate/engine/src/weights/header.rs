@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::DType;
 use crate::error::{Error, Result};
 
 /// Larger headers are refused (the safetensors crate uses the same bound) so a corrupt length
@@ -56,15 +55,41 @@ pub fn header_len(file: &str, prefix: &[u8], file_len: u64) -> Result<u64> {
     Ok(n)
 }
 
+/// Bytes per element of every safetensors dtype, so each entry's length is checked even for
+/// dtypes qoqmed does not load.
+pub fn dtype_size(dtype: &str) -> Option<u64> {
+    Some(match dtype {
+        "BOOL" | "U8" | "I8" | "F8_E4M3" | "F8_E5M2" => 1,
+        "U16" | "I16" | "F16" | "BF16" => 2,
+        "U32" | "I32" | "F32" => 4,
+        "U64" | "I64" | "F64" => 8,
+        _ => return None,
+    })
+}
+
+/// One file's header: its tensors and its `__metadata__` (string to string, as safetensors says).
+pub struct Header {
+    pub entries: Vec<RawEntry>,
+    pub metadata: BTreeMap<String, String>,
+}
+
 /// Parses the JSON header (without the 8-byte prefix) of a file of `file_len` bytes and checks
 /// every tensor's byte range against its shape, dtype and the file length.
-pub fn parse_header(file: &str, json: &[u8], file_len: u64) -> Result<Vec<RawEntry>> {
+pub fn parse_header(file: &str, json: &[u8], file_len: u64) -> Result<Header> {
     let data_start = 8 + json.len() as u64;
     let map: BTreeMap<String, serde_json::Value> = serde_json::from_slice(json)
         .map_err(|e| Error::format(file, format!("safetensors header is not valid JSON: {e}")))?;
     let mut entries = Vec::with_capacity(map.len());
+    let mut metadata = BTreeMap::new();
     for (name, value) in map {
         if name == "__metadata__" {
+            // The format says string to string; other values are ignored rather than refused.
+            if let serde_json::Value::Object(map) = value {
+                metadata.extend(
+                    map.into_iter()
+                        .filter_map(|(k, v)| Some((k, v.as_str()?.to_string()))),
+                );
+            }
             continue;
         }
         let entry: JsonEntry = serde_json::from_value(value).map_err(|e| {
@@ -81,12 +106,12 @@ pub fn parse_header(file: &str, json: &[u8], file_len: u64) -> Result<Vec<RawEnt
             ));
         }
         let len = end - begin;
-        if let Some(dtype) = DType::parse(&entry.dtype) {
+        if let Some(size) = dtype_size(&entry.dtype) {
             let expected = entry
                 .shape
                 .iter()
                 .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
-                .and_then(|n| n.checked_mul(dtype.size_in_bytes() as u64));
+                .and_then(|n| n.checked_mul(size));
             if expected != Some(len) {
                 return Err(Error::format(
                     file,
@@ -124,5 +149,5 @@ pub fn parse_header(file: &str, json: &[u8], file_len: u64) -> Result<Vec<RawEnt
             len,
         });
     }
-    Ok(entries)
+    Ok(Header { entries, metadata })
 }

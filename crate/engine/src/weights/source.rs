@@ -121,3 +121,73 @@ impl ByteSource for MmapSource {
         Some(&self.map)
     }
 }
+
+/// A file read with positioned reads, never mapped (native only): for one pass over a checkpoint
+/// (`qoqmed quantize`) where a map would leave every page resident and inflate the process's
+/// memory to the model's size.
+#[cfg(feature = "native")]
+pub struct FileSource {
+    name: String,
+    file: std::fs::File,
+    len: u64,
+}
+
+#[cfg(feature = "native")]
+impl FileSource {
+    pub fn open(path: &std::path::Path) -> Result<Self> {
+        let io = |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        Ok(FileSource {
+            name: path.display().to_string(),
+            file,
+            len,
+        })
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        if offset.checked_add(len as u64).is_none_or(|end| end > self.len) {
+            return Err(Error::format(
+                &self.name,
+                format!(
+                    "read of {len} bytes at offset {offset} runs past the end of the file ({} bytes); \
+                     the file is truncated or not what its header says",
+                    self.len
+                ),
+            ));
+        }
+        let mut buf = vec![0u8; len];
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            self.file.read_exact_at(&mut buf, offset)
+        }
+        #[cfg(not(unix))]
+        {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f = &self.file;
+            f.seek(SeekFrom::Start(offset)).and_then(|_| f.read_exact(&mut buf))
+        }
+        .map_err(|source| Error::Io {
+            path: self.name.clone(),
+            source,
+        })?;
+        Ok(buf)
+    }
+}
+
+#[cfg(feature = "native")]
+impl ByteSource for FileSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read(&self, offset: u64, len: usize) -> ReadFuture<'_> {
+        Box::pin(std::future::ready(self.read_at(offset, len)))
+    }
+}

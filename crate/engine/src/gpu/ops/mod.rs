@@ -8,6 +8,7 @@ mod embedding;
 mod matmul;
 mod norm;
 mod rope;
+pub mod sample;
 
 pub use attention::attention;
 pub use elementwise::{add_inplace, argmax, copy, silu_mul};
