@@ -1,11 +1,11 @@
 //! Every kernel against a plain CPU reference on seeded random shapes, odd sizes included
-//! (not multiples of 4/16/64), all weight dtypes. Runs on any adapter; in CI on Mesa lavapipe.
+//! (not multiples of 4/16/64), the 16/32-bit weight formats (Q8/Q4 and split weights:
+//! weight_formats.rs). Runs on any adapter; in CI on Mesa lavapipe.
 
 mod common_gpu;
 
 use common_gpu::{DTYPES, Rng, assert_close, gpu, weight};
-use qoqmed_engine::gpu::{Recorder, Tensor, ops, read_buffer};
-use qoqmed_engine::weights::DType;
+use qoqmed_engine::gpu::{Recorder, Tensor, WeightFormat, ops, read_buffer};
 
 fn run(gpu: &qoqmed_engine::gpu::Gpu, rec: Recorder) {
     rec.submit().expect("submit");
@@ -135,7 +135,7 @@ fn linear_gemv_and_gemm_match_cpu() {
 fn linear_rejects_mismatched_shapes() {
     let gpu = gpu();
     let mut rng = Rng::new(4);
-    let (_, w) = weight(&gpu, &mut rng, "w", &[8, 6], DType::F32, 1.0);
+    let (_, w) = weight(&gpu, &mut rng, "w", &[8, 6], WeightFormat::F32, 1.0);
     let x = Tensor::zeros(&gpu, &[2, 5], "x").unwrap();
     let y = Tensor::zeros(&gpu, &[2, 8], "y").unwrap();
     let mut rec = Recorder::new(&gpu);
