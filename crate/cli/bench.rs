@@ -107,7 +107,7 @@ fn bytes_per_token(specs: &[TensorSpec], tied: bool) -> u64 {
             if s.name.ends_with("embed_tokens.weight") && !tied {
                 s.row_bytes()
             } else {
-                s.gpu_bytes()
+                s.data_bytes()
             }
         })
         .sum()
@@ -139,7 +139,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let weights = std::mem::take(&mut files.weights);
             let layers = config.text.num_hidden_layers;
             let label = dir.display().to_string();
-            (config, weights, Vec::new(), label, "checkpoint".into(), layers, None)
+            (
+                config,
+                weights,
+                Vec::new(),
+                label,
+                "checkpoint".into(),
+                layers,
+                None,
+            )
         }
         (None, Some(name)) => {
             let mut config = config_for(name)?;
@@ -188,6 +196,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             prefill_chunk: 512,
             kv_value_bytes: 4,
         },
+        gpu.max_binding().min(gpu.limits.max_buffer_size),
     );
     plan.check(&MemoryLimits {
         max_binding: gpu.max_binding(),
@@ -251,7 +260,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "read_gb_per_s": read_gbs,
         "copy_gb_per_s": copy_gbs,
         "copy_kernel": best_copy,
-        "copy_kernels_gb_per_s": copies.iter().map(|(n, g)| (n.clone(), *g)).collect::<serde_json::Map<_, _>>(),
+        "copy_kernels_gb_per_s": copies.iter().map(|(n, g)| (n.clone(), serde_json::json!(g))).collect::<serde_json::Map<_, _>>(),
         "bandwidth_ratio": read_gbs / copy_gbs,
         "prefill_gflops": gemm.0,
         "prefill_gemm_shape": gemm.1,
@@ -284,22 +293,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("adapter                 {}", gpu.adapter);
-    println!("model                   {label} ({layers} layers, vocab {vocab}, {format}), load {load_s:.2} s");
+    println!(
+        "model                   {label} ({layers} layers, vocab {vocab}, {format}), load {load_s:.2} s"
+    );
     println!("memory (accounted)      {}", plan.summary());
     println!(
         "prefill                 {prefill:.2} tok/s over {} tokens ({model_gflops:.2} GFLOP/s over the model)",
         out.prompt_tokens
     );
-    println!("decode                  {decode:.3} tok/s over {} tokens", out.token_ids.len());
+    println!(
+        "decode                  {decode:.3} tok/s over {} tokens",
+        out.token_ids.len()
+    );
     println!("weights read per token  {:.2} MB", per_token as f64 / 1e6);
     println!("achieved weight read    {read_gbs:.3} GB/s");
     for (name, g) in &copies {
         println!("copy kernel {name:<11} {g:.3} GB/s (read + write)");
     }
-    println!("bandwidth ratio         {:.1} % of {best_copy}", 100.0 * read_gbs / copy_gbs);
+    println!(
+        "bandwidth ratio         {:.1} % of {best_copy}",
+        100.0 * read_gbs / copy_gbs
+    );
     println!("prefill GEMM            {:.2} GFLOP/s ({})", gemm.0, gemm.1);
     if let Some(p) = peak {
-        println!("peak GPU bytes          {:.1} MB (allocator)", p as f64 / 1e6);
+        println!(
+            "peak GPU bytes          {:.1} MB (allocator)",
+            p as f64 / 1e6
+        );
     }
     if let Some(x) = report.get("extrapolated_full_depth") {
         println!(

@@ -2,7 +2,9 @@
 //! run: the best of several copy kernels (shaders/copy.wgsl) and the prefill GEMM's rate.
 
 use qoqmed_engine::config::TextConfig;
-use qoqmed_engine::gpu::{Gpu, PipelineKey, Recorder, ShaderFamily, Tensor, grid, ops, read_buffer};
+use qoqmed_engine::gpu::{
+    Gpu, PipelineKey, Recorder, ShaderFamily, Tensor, grid, ops, read_buffer,
+};
 use qoqmed_engine::weights::{WeightStore, text_tensor_names};
 use web_time::Instant;
 

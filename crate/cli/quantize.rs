@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use qoqmed_engine::gpu::WeightFormat;
+use qoqmed_engine::quant;
 use qoqmed_engine::weights::policy::FormatPlan;
 use qoqmed_engine::weights::qfile::{self, StoredTensor};
-use qoqmed_engine::weights::{ByteSource, FileSource, TensorInfo, WeightStore, quant, shard_files};
+use qoqmed_engine::weights::{ByteSource, FileSource, TensorInfo, WeightStore, shard_files};
 use sha2::Digest;
 use web_time::Instant;
 
@@ -92,6 +93,11 @@ impl Job {
     fn bytes(&self) -> u64 {
         self.stored.iter().map(StoredTensor::bytes).sum()
     }
+}
+
+/// Whether every value survives conversion to f16 (|v| <= 65504 after rounding).
+fn fits_f16(values: &[f32]) -> bool {
+    values.iter().all(|&v| half::f16::from_f32(v).is_finite())
 }
 
 /// Peak resident memory of this process (Linux), for the report.
@@ -232,7 +238,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if n_shards > 1 {
         let total: u64 = jobs.iter().map(Job::bytes).sum();
-        let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+        let index =
+            serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
         std::fs::write(
             args.out.join("model.safetensors.index.json"),
             serde_json::to_string_pretty(&index)?,
@@ -367,21 +374,28 @@ fn write_tensor(
     let row_in = (info.len / n.max(1) as u64).max(1);
     let rows_per_piece = ((PIECE / row_in) as usize).clamp(1, n.max(1));
     let mut all_scales = Vec::new();
-    let mut codes = Vec::new();
     let mut row = 0;
     while row < n {
         let end = (row + rows_per_piece).min(n);
         let bytes = pollster::block_on(store.read_rows(info, row..end))?;
         let values = info.dtype.to_f32(&bytes.values);
-        if format.is_quantized() {
-            codes.clear();
-            quant::quantize(&info.name, format, &values, k, &mut codes, &mut all_scales)?;
-            w.write_all(&codes)?;
-        } else {
-            if format == WeightFormat::F16 && !quant::fits_f16(&values) {
-                return Ok(false);
-            }
-            w.write_all(&quant::encode_float(&info.name, format, &values)?)?;
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            bail!(
+                "tensor `{}`: value {} of row {} is {}; the checkpoint is broken",
+                info.name,
+                i % k,
+                row + i / k,
+                values[i]
+            );
+        }
+        if format == WeightFormat::F16 && !fits_f16(&values) {
+            return Ok(false);
+        }
+        let planes = quant::quantize(format, &values, k)
+            .with_context(|| format!("tensor `{}`", info.name))?;
+        w.write_all(&planes.values)?;
+        if let Some(s) = planes.scales {
+            all_scales.extend(s);
         }
         if let Some(bar) = bar {
             bar.inc(bytes.values.len() as u64);

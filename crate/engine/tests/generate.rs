@@ -47,10 +47,18 @@ fn run(
 ) -> Generation {
     let positions = rope::text_positions(0, prompt.len(), 0);
     let mut seen = 0;
-    pollster::block_on(generate(gpu, model, prompt, &positions, 0, opts, &mut |_| {
-        seen += 1;
-        stop_after != Some(seen)
-    }))
+    pollster::block_on(generate(
+        gpu,
+        model,
+        prompt,
+        &positions,
+        0,
+        opts,
+        &mut |_| {
+            seen += 1;
+            stop_after != Some(seen)
+        },
+    ))
     .unwrap()
 }
 
@@ -126,7 +134,7 @@ fn gpu_and_cpu_paths_agree() {
         ("context full", greedy(1.0), vec![], prompt.len() + 3, None),
         ("cancelled", sampled, vec![], 200, Some(5)),
     ];
-    for (what, sampling, eos_ids, max_context, cancel) in cases {
+    for (what, sampling, eos_ids, max_context, cancel) in cases.clone() {
         let opts = |gpu_sampling| GenerateOptions {
             max_new_tokens: 24,
             sampling,

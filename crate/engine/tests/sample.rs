@@ -41,14 +41,20 @@ fn run(
     for step in 0..steps {
         let raw = logits_of(step);
         let t = Tensor::from_f32(gpu, &raw, &[1, vocab], "logits").unwrap();
-        let u = if p.is_greedy() { 0.0 } else { rng.next_uniform() as f32 };
+        let u = if p.is_greedy() {
+            0.0
+        } else {
+            rng.next_uniform() as f32
+        };
         let mut rec = Recorder::new(gpu);
         gs.record(&mut rec, &t, u, &next.buffer).unwrap();
         rec.submit().unwrap();
-        let out: Vec<u32> =
-            bytemuck::pod_collect_to_vec(&pollster::block_on(read_buffer(gpu, &gs.out, 0, 8)).unwrap());
-        let fed: Vec<u32> =
-            bytemuck::pod_collect_to_vec(&pollster::block_on(read_buffer(gpu, &next.buffer, 0, 4)).unwrap());
+        let out: Vec<u32> = bytemuck::pod_collect_to_vec(
+            &pollster::block_on(read_buffer(gpu, &gs.out, 0, 8)).unwrap(),
+        );
+        let fed: Vec<u32> = bytemuck::pod_collect_to_vec(
+            &pollster::block_on(read_buffer(gpu, &next.buffer, 0, 4)).unwrap(),
+        );
         assert_eq!(out[1], 0, "non-finite flag on finite logits");
         assert_eq!(fed[0], out[0], "the next step's input id is the pick");
         let mut biased = raw.clone();
@@ -79,18 +85,29 @@ fn gpu_sampler_equals_cpu_sampler() {
         ("all", params(0.8, 50, 0.8, 1.1, 9)),
         ("all, penalty < 1", params(1.5, 300, 0.95, 0.9, 10)),
     ];
-    let mut draws = 0;
+    let (mut draws, mut not_argmax) = (0, 0);
     for vocab in [2085, 5000] {
         for (name, p) in cases {
             for scale in [1.0f32, 6.0] {
                 let mut rng = Rng::new(vocab as u64 * 31 + p.seed);
-                let (got, want) = run(&gpu, p, vocab, 12, &mut |_| rng.vec(vocab, scale));
+                let mut rows = Vec::new();
+                let (got, want) = run(&gpu, p, vocab, 12, &mut |_| {
+                    rows.push(rng.vec(vocab, scale));
+                    rows.last().unwrap().clone()
+                });
                 draws += got.len();
+                not_argmax += rows
+                    .iter()
+                    .zip(&got)
+                    .filter(|(r, id)| qoqmed_engine::sampler::argmax(r) != **id)
+                    .count();
                 assert_eq!(got, want, "{name}, vocab {vocab}, logit scale {scale}");
             }
         }
     }
-    eprintln!("{draws} selections equal");
+    eprintln!("{draws} selections equal, {not_argmax} of them not the raw argmax");
+    // Not vacuous: the sampled cases really drew away from the top token.
+    assert!(not_argmax > draws / 3, "{not_argmax} of {draws}");
 }
 
 #[test]
@@ -129,8 +146,9 @@ fn non_finite_logits_are_flagged() {
         let mut rec = Recorder::new(&gpu);
         gs.record(&mut rec, &t, 0.3, &next.buffer).unwrap();
         rec.submit().unwrap();
-        let out: Vec<u32> =
-            bytemuck::pod_collect_to_vec(&pollster::block_on(read_buffer(&gpu, &gs.out, 0, 8)).unwrap());
+        let out: Vec<u32> = bytemuck::pod_collect_to_vec(
+            &pollster::block_on(read_buffer(&gpu, &gs.out, 0, 8)).unwrap(),
+        );
         assert_eq!(out[1], 1, "{bad} not flagged");
     }
     // Shape errors are errors, not dispatches.

@@ -100,7 +100,7 @@ impl WeightFormat {
             return Ok(());
         }
         let k: usize = shape.iter().skip(1).product();
-        if shape.len() < 2 || k % GROUP != 0 {
+        if shape.len() < 2 || !k.is_multiple_of(GROUP) {
             return Err(Error::format(
                 name,
                 format!(

@@ -10,7 +10,7 @@ mod tensor;
 
 pub use context::{AdapterSummary, Gpu, list_adapters};
 pub use format::{GROUP, WeightFormat};
-pub use recorder::{BindCache, Recorder};
 pub use recorder::grid;
+pub use recorder::{BindCache, Recorder};
 pub use shader::{PipelineKey, ShaderFamily};
-pub use tensor::{Tensor, Weight, dtype_define, map_read, read_buffer, staging_buffer};
+pub use tensor::{Tensor, Weight, WeightPart, map_read, read_buffer, staging_buffer};

@@ -6,7 +6,7 @@
 
 use crate::config::{TextConfig, VisionConfig};
 use crate::error::{Error, Result};
-use crate::gpu::WeightFormat;
+use crate::gpu::{Weight, WeightFormat};
 
 const GB: f64 = 1e9;
 const GIB: f64 = (1u64 << 30) as f64;
@@ -38,18 +38,22 @@ impl TensorSpec {
         crate::weights::qfile::rows_and_len(&self.shape)
     }
 
-    /// Bytes of one row in its planes (codes + scales).
+    /// Bytes of one row in its planes (codes + scales); a part holds whole rows.
     pub fn row_bytes(&self) -> u64 {
         let k = self.rows().1;
         (self.format.row_bytes(k) + self.format.row_scale_bytes(k)) as u64
     }
 
-    /// GPU bytes of the tensor: its planes, padded to whole words.
-    pub fn gpu_bytes(&self) -> u64 {
-        let (n, k) = self.rows();
-        let scales = self.format.row_scale_bytes(k) as u64 * n as u64;
-        padded(self.format.row_bytes(k) as u64 * n as u64)
-            + if scales > 0 { padded(scales) } else { 0 }
+    /// Bytes of the tensor's values and scales: what reading it once touches.
+    pub fn data_bytes(&self) -> u64 {
+        self.rows().0 as u64 * self.row_bytes()
+    }
+
+    /// GPU bytes of the tensor split into parts of at most `max_part_bytes` as `Weight::alloc`
+    /// will split it (padding included); its data bytes if it cannot be split (`check` says so).
+    pub fn gpu_bytes(&self, max_part_bytes: u64) -> u64 {
+        Weight::planned_gpu_bytes(&self.name, self.format, &self.shape, max_part_bytes)
+            .unwrap_or_else(|_| self.data_bytes())
     }
 }
 
@@ -57,7 +61,10 @@ impl TensorSpec {
 pub fn text_tensors(cfg: &TextConfig) -> Vec<(String, Vec<usize>)> {
     let (h, i, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
     let (q, kv) = (cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd);
-    let mut t = vec![("model.embed_tokens.weight".to_string(), vec![cfg.vocab_size, h])];
+    let mut t = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![cfg.vocab_size, h],
+    )];
     for l in 0..cfg.num_hidden_layers {
         let p = format!("model.layers.{l}");
         let mut add = |name: &str, shape: Vec<usize>| t.push((format!("{p}.{name}"), shape));
@@ -91,14 +98,19 @@ pub fn vision_tensors(v: &VisionConfig) -> Vec<(String, Vec<usize>)> {
         vec![h, v.in_channels, v.temporal_patch_size, p, p],
     )];
     for b in 0..v.depth {
-        let mut add = |name: &str, shape: Vec<usize>| t.push((format!("visual.blocks.{b}.{name}"), shape));
+        let mut add =
+            |name: &str, shape: Vec<usize>| t.push((format!("visual.blocks.{b}.{name}"), shape));
         add("norm1.weight", vec![h]);
         add("norm2.weight", vec![h]);
         add("attn.qkv.weight", vec![3 * h, h]);
         add("attn.qkv.bias", vec![3 * h]);
         add("attn.proj.weight", vec![h, h]);
         add("attn.proj.bias", vec![h]);
-        for (m, shape) in [("gate_proj", [i, h]), ("up_proj", [i, h]), ("down_proj", [h, i])] {
+        for (m, shape) in [
+            ("gate_proj", [i, h]),
+            ("up_proj", [i, h]),
+            ("down_proj", [h, i]),
+        ] {
             add(&format!("mlp.{m}.weight"), shape.to_vec());
             add(&format!("mlp.{m}.bias"), vec![shape[0]]);
         }
@@ -107,7 +119,10 @@ pub fn vision_tensors(v: &VisionConfig) -> Vec<(String, Vec<usize>)> {
         ("visual.merger.ln_q.weight", vec![h]),
         ("visual.merger.mlp.0.weight", vec![merged, merged]),
         ("visual.merger.mlp.0.bias", vec![merged]),
-        ("visual.merger.mlp.2.weight", vec![v.out_hidden_size, merged]),
+        (
+            "visual.merger.mlp.2.weight",
+            vec![v.out_hidden_size, merged],
+        ),
         ("visual.merger.mlp.2.bias", vec![v.out_hidden_size]),
     ] {
         t.push((name.to_string(), shape));
@@ -158,31 +173,42 @@ pub struct MemoryPlan {
 /// Bytes of the activation buffers one forward of `n` tokens allocates (`model::text::Scratch`
 /// with last-row logits), plus the sampler's per-vocabulary buffers.
 fn activation_buffers(cfg: &TextConfig, n: usize) -> Vec<u64> {
-    let (h, i, hd, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim, cfg.vocab_size);
+    let (h, i, hd, v) = (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.head_dim,
+        cfg.vocab_size,
+    );
     let (heads, kvh) = (cfg.num_attention_heads, cfg.num_key_value_heads);
     let f = |values: usize| padded(values as u64 * 4);
     vec![
-        f(n),                 // ids
-        f(n * hd / 2),        // rope cos
-        f(n * hd / 2),        // rope sin
-        f(n * h),             // x
-        f(n * h),             // h
-        f(n * heads * hd),    // q
-        f(n * kvh * hd),      // k
-        f(n * kvh * hd),      // v
-        f(n * heads * hd),    // attn
-        f(n * h),             // o
-        f(n * i),             // gate
-        f(n * i),             // up
-        f(n * i),             // act
-        f(h),                 // last row
-        f(v),                 // logits
+        f(n),              // ids
+        f(n * hd / 2),     // rope cos
+        f(n * hd / 2),     // rope sin
+        f(n * h),          // x
+        f(n * h),          // h
+        f(n * heads * hd), // q
+        f(n * kvh * hd),   // k
+        f(n * kvh * hd),   // v
+        f(n * heads * hd), // attn
+        f(n * h),          // o
+        f(n * i),          // gate
+        f(n * i),          // up
+        f(n * i),          // act
+        f(h),              // last row
+        f(v),              // logits
     ]
 }
 
 impl MemoryPlan {
-    pub fn new(cfg: &TextConfig, weights: &[TensorSpec], run: RunShape) -> Self {
-        let total = |specs: &[TensorSpec]| specs.iter().map(TensorSpec::gpu_bytes).sum::<u64>();
+    /// The plan for `weights` split at `max_part_bytes` (the adapter's binding limit).
+    pub fn new(
+        cfg: &TextConfig,
+        weights: &[TensorSpec],
+        run: RunShape,
+        max_part_bytes: u64,
+    ) -> Self {
+        let bytes = |w: &TensorSpec| w.gpu_bytes(max_part_bytes);
         let matrix_values = weights
             .iter()
             .filter(|w| w.shape.len() >= 2)
@@ -191,25 +217,30 @@ impl MemoryPlan {
         let matrix_bytes = weights
             .iter()
             .filter(|w| w.shape.len() >= 2)
-            .map(TensorSpec::gpu_bytes)
+            .map(bytes)
             .sum();
         let kv_layer_buffer = padded(
             (run.max_context * cfg.num_key_value_heads * cfg.head_dim * run.kv_value_bytes) as u64,
         );
-        let kv_per_token =
-            (2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * run.kv_value_bytes)
-                as u64;
+        let kv_per_token = (2
+            * cfg.num_hidden_layers
+            * cfg.num_key_value_heads
+            * cfg.head_dim
+            * run.kv_value_bytes) as u64;
         // One set for a prefill chunk (shorter chunks reuse it) and one for decode steps.
         let chunk = run.prefill_chunk.clamp(1, run.max_context.max(1));
         let sets = [chunk, 1];
-        let buffers: Vec<u64> = sets.iter().flat_map(|&n| activation_buffers(cfg, n)).collect();
+        let buffers: Vec<u64> = sets
+            .iter()
+            .flat_map(|&n| activation_buffers(cfg, n))
+            .collect();
         let largest_row = weights
             .iter()
             .map(|w| (w.name.clone(), w.row_bytes()))
             .max_by_key(|(_, b)| *b)
             .unwrap_or_default();
         MemoryPlan {
-            weights: total(weights),
+            weights: weights.iter().map(bytes).sum(),
             matrix_values,
             matrix_bytes,
             kv_cache: 2 * cfg.num_hidden_layers as u64 * kv_layer_buffer,

@@ -25,18 +25,41 @@ pub fn rows_per_piece(row_bytes: usize) -> usize {
 }
 
 /// Allocates `info` on the GPU in its stored format and streams its rows in.
-// TEMPORARY until core-kernels' `Weight::alloc` / `write_rows` land: whole-tensor upload of float
-// formats.
 pub async fn upload(gpu: &Gpu, store: &WeightStore, info: &TensorInfo) -> Result<Weight> {
-    if info.format.is_quantized() {
-        return Err(crate::error::Error::Input(format!(
-            "{}: {} weights need the quantized kernels",
-            info.name, info.format
-        )));
+    let weight = Weight::alloc(gpu, &info.name, info.format, &info.shape)?;
+    write_into(gpu, store, info, &weight, 0).await?;
+    Ok(weight)
+}
+
+/// Streams `info`'s rows into `dst` starting at row `row0` (a fused weight can take several
+/// tensors one after another). Formats must match; pieces keep `dst`'s write alignment.
+pub async fn write_into(
+    gpu: &Gpu,
+    store: &WeightStore,
+    info: &TensorInfo,
+    dst: &Weight,
+    row0: usize,
+) -> Result<()> {
+    if dst.format != info.format {
+        return Err(crate::error::Error::format(
+            &info.name,
+            format!(
+                "stored as {} but written into a {} weight",
+                info.format, dst.format
+            ),
+        ));
     }
-    let (n, _) = info.rows();
-    let piece = store.read_rows(info, 0..n).await?;
-    let w = Weight::upload(gpu, &info.name, info.dtype, &info.shape, &piece.values)?;
-    store.report(piece.values.len() as u64);
-    Ok(w)
+    let (n, k) = info.rows();
+    let align = dst.write_align_rows();
+    let step = (rows_per_piece(info.format.row_bytes(k)) / align).max(1) * align;
+    let mut row = 0;
+    while row < n {
+        let end = (row + step).min(n);
+        let piece = store.read_rows(info, row..end).await?;
+        dst.write_rows(gpu, row0 + row, &piece.values, piece.scales.as_deref())?;
+        let scale_bytes = piece.scales.as_ref().map_or(0, |s| s.len() as u64);
+        store.report(piece.values.len() as u64 + scale_bytes);
+        row = end;
+    }
+    Ok(())
 }

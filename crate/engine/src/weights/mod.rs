@@ -8,7 +8,6 @@ mod header;
 mod loader;
 pub mod policy;
 pub mod qfile;
-pub mod quant;
 mod source;
 pub mod synthetic;
 
@@ -18,10 +17,10 @@ use std::ops::Range;
 
 pub use files::{MODEL_FOLDER_CONTENTS, ModelFiles, shard_files};
 pub use header::{MAX_HEADER_LEN, dtype_size};
-pub use loader::{LoadProgress, PIECE, rows_per_piece, upload};
+pub use loader::{LoadProgress, PIECE, rows_per_piece, upload, write_into};
+pub use source::{ByteSource, MemorySource, ReadFuture, slice_range};
 #[cfg(feature = "native")]
 pub use source::{FileSource, MmapSource};
-pub use source::{ByteSource, MemorySource, ReadFuture, slice_range};
 
 use crate::error::{Error, Result};
 use crate::gpu::WeightFormat;
@@ -346,7 +345,13 @@ impl WeightStore {
     }
 
     /// `len` bytes at `offset` of source `index`: borrowed from a memory map, else read.
-    async fn read_plane(&self, name: &str, index: usize, offset: u64, len: u64) -> Result<Cow<'_, [u8]>> {
+    async fn read_plane(
+        &self,
+        name: &str,
+        index: usize,
+        offset: u64,
+        len: u64,
+    ) -> Result<Cow<'_, [u8]>> {
         let source = self.source_at(name, index)?;
         let len = usize::try_from(len).map_err(|_| {
             Error::Input(format!(
@@ -369,15 +374,28 @@ impl WeightStore {
                 info.name
             )));
         }
-        let (vrow, srow) = (info.format.row_bytes(k) as u64, info.format.row_scale_bytes(k) as u64);
+        let (vrow, srow) = (
+            info.format.row_bytes(k) as u64,
+            info.format.row_scale_bytes(k) as u64,
+        );
         let count = (rows.end - rows.start) as u64;
         let values = self
-            .read_plane(&info.name, info.source, info.offset + rows.start as u64 * vrow, count * vrow)
+            .read_plane(
+                &info.name,
+                info.source,
+                info.offset + rows.start as u64 * vrow,
+                count * vrow,
+            )
             .await?;
         let scales = match info.scales {
             Some(p) => Some(
-                self.read_plane(&info.name, p.source, p.offset + rows.start as u64 * srow, count * srow)
-                    .await?,
+                self.read_plane(
+                    &info.name,
+                    p.source,
+                    p.offset + rows.start as u64 * srow,
+                    count * srow,
+                )
+                .await?,
             ),
             None => None,
         };
@@ -405,9 +423,9 @@ impl WeightStore {
     /// The tensor as f32 values (converted from F16/BF16, dequantized from Q8/Q4).
     pub async fn read_f32(&self, info: &TensorInfo) -> Result<Vec<f32>> {
         if info.format.is_quantized() {
-            let rows = self.read_rows(info, 0..info.rows().0).await?;
-            let scales = rows.scales.as_deref().unwrap_or_default();
-            return quant::dequantize(info.format, &rows.values, scales);
+            let (n, k) = info.rows();
+            let rows = self.read_rows(info, 0..n).await?;
+            return crate::quant::dequantize(info.format, &rows.values, rows.scales.as_deref(), k);
         }
         let bytes = match self.bytes(info) {
             Some(b) => return Ok(info.dtype.to_f32(b)),
@@ -450,7 +468,11 @@ fn quantized_codes(
     entry: header::RawEntry,
     format: WeightFormat,
 ) -> Result<TensorInfo> {
-    let (want, per_byte) = if format == WeightFormat::Q8 { ("I8", 1) } else { ("U8", 2) };
+    let (want, per_byte) = if format == WeightFormat::Q8 {
+        ("I8", 1)
+    } else {
+        ("U8", 2)
+    };
     if entry.dtype != want || entry.shape.len() != 2 {
         return Err(Error::format(
             file,

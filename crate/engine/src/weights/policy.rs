@@ -58,7 +58,12 @@ pub fn role(name: &str, shape: &[usize]) -> Role {
     ) {
         return Role::Head;
     }
-    let tower = ["visual.", "model.visual.", "time_series_embedding.", "model.time_series_embedding."];
+    let tower = [
+        "visual.",
+        "model.visual.",
+        "time_series_embedding.",
+        "model.time_series_embedding.",
+    ];
     if tower.iter().any(|p| name.starts_with(p)) {
         return Role::Tower;
     }
@@ -118,20 +123,62 @@ mod tests {
         let plan = FormatPlan::for_format(WeightFormat::Q4);
         let c = |n: &str, s: &[usize], d| plan.choose(n, s, d);
         let m = [3584, 3584];
-        assert_eq!(c("model.layers.3.mlp.up_proj.weight", &m, DType::BF16), WeightFormat::Q4);
         assert_eq!(
-            c("model.language_model.layers.0.self_attn.q_proj.weight", &m, DType::BF16),
+            c("model.layers.3.mlp.up_proj.weight", &m, DType::BF16),
             WeightFormat::Q4
         );
-        assert_eq!(c("model.layers.3.self_attn.q_proj.bias", &[3584], DType::BF16), WeightFormat::BF16);
-        assert_eq!(c("model.layers.3.input_layernorm.weight", &[3584], DType::F32), WeightFormat::F16);
-        assert_eq!(c("lm_head.weight", &[152064, 3584], DType::BF16), WeightFormat::Q8);
-        assert_eq!(c("model.embed_tokens.weight", &[152064, 3584], DType::BF16), WeightFormat::Q8);
-        assert_eq!(c("visual.blocks.0.attn.qkv.weight", &[3840, 1280], DType::BF16), WeightFormat::F16);
-        assert_eq!(c("time_series_embedding.linear.weight", &[3584, 768], DType::F32), WeightFormat::F16);
+        assert_eq!(
+            c(
+                "model.language_model.layers.0.self_attn.q_proj.weight",
+                &m,
+                DType::BF16
+            ),
+            WeightFormat::Q4
+        );
+        assert_eq!(
+            c("model.layers.3.self_attn.q_proj.bias", &[3584], DType::BF16),
+            WeightFormat::BF16
+        );
+        assert_eq!(
+            c("model.layers.3.input_layernorm.weight", &[3584], DType::F32),
+            WeightFormat::F16
+        );
+        assert_eq!(
+            c("lm_head.weight", &[152064, 3584], DType::BF16),
+            WeightFormat::Q8
+        );
+        assert_eq!(
+            c("model.embed_tokens.weight", &[152064, 3584], DType::BF16),
+            WeightFormat::Q8
+        );
+        assert_eq!(
+            c(
+                "visual.blocks.0.attn.qkv.weight",
+                &[3840, 1280],
+                DType::BF16
+            ),
+            WeightFormat::F16
+        );
+        assert_eq!(
+            c(
+                "time_series_embedding.linear.weight",
+                &[3584, 768],
+                DType::F32
+            ),
+            WeightFormat::F16
+        );
         // Rows not a multiple of 32 stay f16 (the tiny fixture's hidden 16).
-        assert_eq!(c("model.layers.0.mlp.up_proj.weight", &[48, 16], DType::BF16), WeightFormat::F16);
-        assert_eq!(c("model.layers.x.mlp.up_proj.weight", &m, DType::BF16), WeightFormat::BF16);
-        assert_eq!(FormatPlan::for_format(WeightFormat::F16).head, WeightFormat::F16);
+        assert_eq!(
+            c("model.layers.0.mlp.up_proj.weight", &[48, 16], DType::BF16),
+            WeightFormat::F16
+        );
+        assert_eq!(
+            c("model.layers.x.mlp.up_proj.weight", &m, DType::BF16),
+            WeightFormat::BF16
+        );
+        assert_eq!(
+            FormatPlan::for_format(WeightFormat::F16).head,
+            WeightFormat::F16
+        );
     }
 }

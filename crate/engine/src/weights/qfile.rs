@@ -53,7 +53,11 @@ pub fn rows_and_len(shape: &[usize]) -> (usize, usize) {
 
 /// The stored tensors of logical tensor `name` with `shape` in `format`: one for float formats,
 /// codes then scales for q8/q4.
-pub fn stored_tensors(name: &str, format: WeightFormat, shape: &[usize]) -> Result<Vec<StoredTensor>> {
+pub fn stored_tensors(
+    name: &str,
+    format: WeightFormat,
+    shape: &[usize],
+) -> Result<Vec<StoredTensor>> {
     let plain = |dtype| {
         Ok(vec![StoredTensor {
             name: name.to_string(),
@@ -97,7 +101,10 @@ pub fn metadata<'a>(
     m.insert("format".to_string(), "pt".to_string());
     m.insert(VERSION_KEY.to_string(), VERSION.to_string());
     for (name, format) in formats {
-        m.insert(format!("{FORMAT_PREFIX}{name}"), format.as_str().to_string());
+        m.insert(
+            format!("{FORMAT_PREFIX}{name}"),
+            format.as_str().to_string(),
+        );
     }
     m
 }
@@ -170,7 +177,10 @@ mod tests {
         let t = stored_tensors("a.weight", WeightFormat::Q4, &[3, 64]).unwrap();
         assert_eq!(t[0].shape, vec![3, 32]);
         assert_eq!((t[0].dtype, t[0].bytes()), ("U8", 96));
-        assert_eq!((t[1].name.as_str(), t[1].shape.clone()), ("a.weight_scale", vec![3, 2]));
+        assert_eq!(
+            (t[1].name.as_str(), t[1].shape.clone()),
+            ("a.weight_scale", vec![3, 2])
+        );
         let q8 = stored_tensors("b", WeightFormat::Q8, &[2, 32]).unwrap();
         assert_eq!((q8[0].dtype, q8[0].bytes(), q8[1].bytes()), ("I8", 64, 4));
         assert!(stored_tensors("c", WeightFormat::Q4, &[2, 48]).is_err());
@@ -179,11 +189,19 @@ mod tests {
         let n = u64::from_le_bytes(h[..8].try_into().unwrap()) as usize;
         assert_eq!((n % 8, n >= 1000, h.len()), (0, true, 8 + n));
         let json: serde_json::Value = serde_json::from_slice(&h[8..]).unwrap();
-        assert_eq!(json["a.weight_scale"]["data_offsets"], serde_json::json!([96, 108]));
+        assert_eq!(
+            json["a.weight_scale"]["data_offsets"],
+            serde_json::json!([96, 108])
+        );
         let formats = read_metadata("f", &meta).unwrap().unwrap();
         assert_eq!(formats["a.weight"], WeightFormat::Q4);
         let mut newer = meta.clone();
         newer.insert(VERSION_KEY.into(), "2".into());
-        assert!(read_metadata("f", &newer).unwrap_err().to_string().contains("update qoqmed"));
+        assert!(
+            read_metadata("f", &newer)
+                .unwrap_err()
+                .to_string()
+                .contains("update qoqmed")
+        );
     }
 }

@@ -149,7 +149,10 @@ impl FileSource {
     }
 
     fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
-        if offset.checked_add(len as u64).is_none_or(|end| end > self.len) {
+        if offset
+            .checked_add(len as u64)
+            .is_none_or(|end| end > self.len)
+        {
             return Err(Error::format(
                 &self.name,
                 format!(
@@ -161,17 +164,18 @@ impl FileSource {
         }
         let mut buf = vec![0u8; len];
         #[cfg(unix)]
-        {
+        let read = {
             use std::os::unix::fs::FileExt;
             self.file.read_exact_at(&mut buf, offset)
-        }
+        };
         #[cfg(not(unix))]
-        {
+        let read = {
             use std::io::{Read, Seek, SeekFrom};
             let mut f = &self.file;
-            f.seek(SeekFrom::Start(offset)).and_then(|_| f.read_exact(&mut buf))
-        }
-        .map_err(|source| Error::Io {
+            f.seek(SeekFrom::Start(offset))
+                .and_then(|_| f.read_exact(&mut buf))
+        };
+        read.map_err(|source| Error::Io {
             path: self.name.clone(),
             source,
         })?;

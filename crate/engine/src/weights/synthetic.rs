@@ -91,7 +91,10 @@ impl SyntheticSource {
             at += t.bytes();
         }
         Ok(Self {
-            name: format!("synthetic-{}L-h{}-v{}", cfg.num_hidden_layers, cfg.hidden_size, cfg.vocab_size),
+            name: format!(
+                "synthetic-{}L-h{}-v{}",
+                cfg.num_hidden_layers, cfg.hidden_size, cfg.vocab_size
+            ),
             header,
             regions,
             len: at,
@@ -112,7 +115,8 @@ impl SyntheticSource {
                 let mut i = 0;
                 while i < out.len() {
                     let pos = rel + i as u64;
-                    let word = splitmix(self.seed ^ (region.start + pos / 8).wrapping_mul(0x2545_F491));
+                    let word =
+                        splitmix(self.seed ^ (region.start + pos / 8).wrapping_mul(0x2545_F491));
                     let o = (pos % 8) as usize;
                     let n = (8 - o).min(out.len() - i);
                     out[i..i + n].copy_from_slice(&word.to_le_bytes()[o..o + n]);
@@ -130,7 +134,8 @@ impl SyntheticSource {
                 for (i, b) in out.iter_mut().enumerate() {
                     let pos = rel + i as u64;
                     let element = pos / size;
-                    let word = splitmix(self.seed ^ (region.start + element).wrapping_mul(0x9E37_79B9));
+                    let word =
+                        splitmix(self.seed ^ (region.start + element).wrapping_mul(0x9E37_79B9));
                     // Uniform in [-sqrt(3), sqrt(3)) has rms 1.
                     let u = (word >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
                     let v = mean + rms * 3f32.sqrt() * u;
@@ -164,7 +169,10 @@ impl ByteSource for SyntheticSource {
         if end > self.len {
             let err = crate::error::Error::format(
                 &self.name,
-                format!("read of {len} bytes at {offset} past the end ({} bytes)", self.len),
+                format!(
+                    "read of {len} bytes at {offset} past the end ({} bytes)",
+                    self.len
+                ),
             );
             return Box::pin(std::future::ready(Err(err)));
         }

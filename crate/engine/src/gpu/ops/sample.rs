@@ -85,10 +85,7 @@ impl GpuSampler {
             )));
         }
         let n_groups = vocab.div_ceil(CHUNK);
-        let words: Vec<u32> = bias
-            .iter()
-            .flat_map(|&(id, b)| [id, b.to_bits()])
-            .collect();
+        let words: Vec<u32> = bias.iter().flat_map(|&(id, b)| [id, b.to_bits()]).collect();
         let bias_buf = storage(gpu, "sample.bias", words.len() as u64 * 4);
         if !words.is_empty() {
             gpu.queue
