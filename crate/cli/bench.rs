@@ -122,36 +122,37 @@ fn flops_per_token(specs: &[TensorSpec], tied: bool) -> f64 {
         .sum()
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let gpu = pollster::block_on(Gpu::new(args.adapter))?;
-    let (config, store_sources, specs, label, format, full_layers, format_plan): (
-        ModelConfig,
-        Vec<Box<dyn ByteSource>>,
-        Vec<TensorSpec>,
-        String,
-        String,
-        usize,
-        Option<FormatPlan>,
-    ) = match (&args.model, &args.config) {
+/// What is measured: a checkpoint folder or a synthetic model.
+struct Subject {
+    config: ModelConfig,
+    sources: Vec<Box<dyn ByteSource>>,
+    /// The synthetic model's tensors in their formats (empty for a checkpoint: read from it).
+    specs: Vec<TensorSpec>,
+    label: String,
+    format: String,
+    /// The config's own depth, for extrapolating a `--layers` run.
+    full_layers: usize,
+    plan: Option<FormatPlan>,
+}
+
+fn subject(args: &Args) -> anyhow::Result<Subject> {
+    match (&args.model, &args.config) {
         (Some(dir), None) => {
             let mut files = ModelFiles::from_dir(dir)?;
             let config = ModelConfig::from_json(&files.config)?;
-            let weights = std::mem::take(&mut files.weights);
-            let layers = config.text.num_hidden_layers;
-            let label = dir.display().to_string();
-            (
+            Ok(Subject {
+                sources: std::mem::take(&mut files.weights),
+                specs: Vec::new(),
+                label: dir.display().to_string(),
+                format: "checkpoint".into(),
+                full_layers: config.text.num_hidden_layers,
+                plan: None,
                 config,
-                weights,
-                Vec::new(),
-                label,
-                "checkpoint".into(),
-                layers,
-                None,
-            )
+            })
         }
         (None, Some(name)) => {
             let mut config = config_for(name)?;
-            let full = config.text.num_hidden_layers;
+            let full_layers = config.text.num_hidden_layers;
             if let Some(l) = args.layers {
                 config.text.num_hidden_layers = l;
             }
@@ -164,13 +165,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 plan.head = parse_format("--head-format", h)?;
             }
             let source = SyntheticSource::text_model(&config.text, &plan, 1234)?;
-            let specs = source.specs().to_vec();
-            let fmt = format!("{}+head-{}", plan.linear, plan.head);
-            let sources = vec![Box::new(source) as Box<dyn ByteSource>];
-            (config, sources, specs, name.clone(), fmt, full, Some(plan))
+            Ok(Subject {
+                specs: source.specs().to_vec(),
+                sources: vec![Box::new(source)],
+                label: name.clone(),
+                format: format!("{}+head-{}", plan.linear, plan.head),
+                full_layers,
+                plan: Some(plan),
+                config,
+            })
         }
         _ => bail!("give --model DIR or --config 3b|7b|32b|FILE"),
-    };
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let gpu = pollster::block_on(Gpu::new(args.adapter))?;
+    let Subject {
+        config,
+        sources: store_sources,
+        specs,
+        label,
+        format,
+        full_layers,
+        plan: format_plan,
+    } = subject(&args)?;
     let cfg = &config.text;
     let prompt_len = args.prompt_tokens.max(1);
     let new_tokens = args.new_tokens.max(2);
@@ -206,12 +225,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let model = pollster::block_on(TextModel::load(&gpu, &store, cfg))?;
     let load_s = t_load.elapsed().as_secs_f64();
 
-    let copies = copy_bandwidth(&gpu)?;
-    let (best_copy, copy_gbs) = copies
-        .iter()
-        .cloned()
-        .fold((String::new(), 0.0), |a, b| if b.1 > a.1 { b } else { a });
-
     let vocab = cfg.vocab_size;
     let prompt: Vec<u32> = (0..prompt_len)
         .map(|i| ((i * 7919 + 13) % vocab) as u32)
@@ -223,6 +236,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_context,
         ..GenerateOptions::default()
     };
+    // GPU memory is sampled while the session (KV cache, activations) is alive.
+    let mut peak: Option<u64> = None;
     let out = pollster::block_on(generate(
         &gpu,
         &model,
@@ -230,13 +245,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &positions,
         0,
         &opts,
-        &mut |_| true,
+        &mut |_| {
+            if let Some(r) = gpu.device.generate_allocator_report() {
+                peak = Some(peak.unwrap_or(0).max(r.total_reserved_bytes));
+            }
+            true
+        },
     ))?;
+    // The bounds, after the model run so their buffers are not counted in its memory.
+    let copies = copy_bandwidth(&gpu)?;
+    let (best_copy, copy_gbs) = copies
+        .iter()
+        .cloned()
+        .fold((String::new(), 0.0), |a, b| if b.1 > a.1 { b } else { a });
     let gemm = gemm_gflops(&gpu, &store, cfg, prompt_len)?;
-    let peak = gpu
-        .device
-        .generate_allocator_report()
-        .map(|r| r.total_reserved_bytes);
 
     let tied = cfg.tie_word_embeddings;
     let per_token = bytes_per_token(&specs, tied);

@@ -129,7 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(h) = &args.head_format {
         plan.head = parse_format("--head-format", h)?;
     }
-    if !(args.shard_mb > 0.0) {
+    if args.shard_mb.is_nan() || args.shard_mb <= 0.0 {
         bail!("--shard-mb must be positive");
     }
     if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {

@@ -84,11 +84,12 @@ fn variant_store(store: &WeightStore, variant: Variant, dequantized: bool) -> We
                 data.extend(p.scales.unwrap());
             }
         } else {
-            let values = if variant == Variant::Q4Asym && info.shape.len() == 2 && k % 32 == 0 {
-                values.chunks(32).flat_map(q4_asym).collect()
-            } else {
-                values
-            };
+            let values =
+                if variant == Variant::Q4Asym && info.shape.len() == 2 && k.is_multiple_of(32) {
+                    values.chunks(32).flat_map(q4_asym).collect()
+                } else {
+                    values
+                };
             data.extend(quant::quantize(format, &values, k.max(1)).unwrap().values);
         }
         tensors.extend(qfile::stored_tensors(name, format, &info.shape).unwrap());

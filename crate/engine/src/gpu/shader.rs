@@ -146,9 +146,12 @@ fn preprocess(
     Ok(())
 }
 
+/// A compiled pipeline and its label.
+type Compiled = (Arc<wgpu::ComputePipeline>, Arc<str>);
+
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    map: Mutex<HashMap<PipelineKey, (Arc<wgpu::ComputePipeline>, Arc<str>)>>,
+    map: Mutex<HashMap<PipelineKey, Compiled>>,
 }
 
 impl Gpu {
@@ -158,10 +161,7 @@ impl Gpu {
     }
 
     /// The pipeline for `key` and its label, without formatting the label again.
-    pub fn pipeline_and_label(
-        &self,
-        key: &PipelineKey,
-    ) -> Result<(Arc<wgpu::ComputePipeline>, Arc<str>)> {
+    pub fn pipeline_and_label(&self, key: &PipelineKey) -> Result<Compiled> {
         let mut map = self
             .pipelines
             .map

@@ -107,7 +107,7 @@ impl FormatPlan {
             Role::Other => sixteen(source),
         };
         let k: usize = shape.iter().skip(1).product();
-        if wanted.is_quantized() && (k == 0 || k % GROUP != 0) {
+        if wanted.is_quantized() && (k == 0 || !k.is_multiple_of(GROUP)) {
             return WeightFormat::F16;
         }
         wanted

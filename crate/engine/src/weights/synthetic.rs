@@ -130,10 +130,11 @@ impl SyntheticSource {
                 }
             }
             Fill::Floats(format, mean, rms) => {
-                let size = format.row_bytes(1) as u64;
-                for (i, b) in out.iter_mut().enumerate() {
+                let size = format.row_bytes(1);
+                let mut i = 0;
+                while i < out.len() {
                     let pos = rel + i as u64;
-                    let element = pos / size;
+                    let element = pos / size as u64;
                     let word =
                         splitmix(self.seed ^ (region.start + element).wrapping_mul(0x9E37_79B9));
                     // Uniform in [-sqrt(3), sqrt(3)) has rms 1.
@@ -150,7 +151,10 @@ impl SyntheticSource {
                             [h[0], h[1], 0, 0]
                         }
                     };
-                    *b = bytes[(pos % size) as usize];
+                    let o = (pos % size as u64) as usize;
+                    let n = (size - o).min(out.len() - i);
+                    out[i..i + n].copy_from_slice(&bytes[o..o + n]);
+                    i += n;
                 }
             }
         }
