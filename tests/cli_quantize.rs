@@ -192,3 +192,42 @@ fn bad_requests_are_refused_clearly() {
     assert!(e.contains("already quantized"), "{e}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn size_accounting_refuses_before_loading() {
+    let dir = root().join("tests/fixtures/models/tiny-small-vocab");
+    let d = dir.to_str().unwrap();
+    let generate = |extra: &[&str]| {
+        let mut args = vec![
+            "generate",
+            "--model",
+            d,
+            "--prompt",
+            "x",
+            "--max-new-tokens",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        qoqmed(&args)
+    };
+    // Weights and activations fit 4 MB, the KV cache at 4096 positions does not: the error names
+    // the largest context that fits.
+    let r = generate(&["--memory-budget-gb", "0.004"]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("memory budget is 4.0 MB") && err.contains("--max-context"),
+        "{err}"
+    );
+    // 100 KB: not even the weights fit.
+    let r = generate(&["--memory-budget-gb", "0.0001"]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("a smaller model"), "{err}");
+    // 20M positions of 2 kv heads x 16 x f32 = 2.6 GB per layer's K: beyond any binding.
+    let r = generate(&["--max-context", "20000000"]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("KV cache") && err.contains("or less"), "{err}");
+    // Within the budget it runs.
+    ok(&generate(&["--memory-budget-gb", "1", "--json"]));
+}

@@ -222,7 +222,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_buffer: gpu.limits.max_buffer_size,
         budget: args.memory_budget_gb.map(|g| (g * 1e9) as u64),
     })?;
+    let bar = crate::load_bar(args.json);
+    if let Some(bar) = &bar {
+        store.set_progress(crate::progress_fn(bar.clone()));
+    }
     let model = pollster::block_on(TextModel::load(&gpu, &store, cfg))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let load_s = t_load.elapsed().as_secs_f64();
 
     let vocab = cfg.vocab_size;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use qoqmed_engine::chat::Instruction;
 use qoqmed_engine::gpu::{Gpu, list_adapters};
-use qoqmed_pipeline::{EcgInput, Event, InputFile, Model, ModelFiles, Request, run};
+use qoqmed_pipeline::{EcgInput, Event, InputFile, LoadOptions, Model, ModelFiles, Request, run};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -54,6 +54,9 @@ pub struct Args {
     /// Adapter index from `qoqmed adapters` (default: the high-performance one).
     #[arg(long)]
     adapter: Option<usize>,
+    /// Refuse to load a model that needs more GPU memory than this many GB (1e9 bytes).
+    #[arg(long)]
+    memory_budget_gb: Option<f64>,
 }
 
 pub fn list_adapters_cmd() -> anyhow::Result<()> {
@@ -112,7 +115,16 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
     let files = ModelFiles::from_dir(&args.model)
         .with_context(|| format!("reading {}", args.model.display()))?;
     let gpu = pollster::block_on(Gpu::new(args.adapter))?;
-    let model = pollster::block_on(Model::load(gpu, files))?;
+    let bar = crate::load_bar(args.json);
+    let opts = LoadOptions {
+        max_context: Some(args.max_context),
+        memory_budget: args.memory_budget_gb.map(|g| (g * 1e9) as u64),
+        on_progress: bar.clone().map(crate::progress_fn),
+    };
+    let model = pollster::block_on(Model::load_with(gpu, files, opts))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
 
     let mut stdout = std::io::stdout().lock();
     let json = args.json;

@@ -40,6 +40,30 @@ enum Command {
     Advantages(advantages::Args),
 }
 
+/// A progress bar for loading weights, on stderr when it is a terminal (never with --json).
+fn load_bar(json: bool) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "loading weights {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("template"),
+    );
+    Some(bar)
+}
+
+/// The weight store's progress callback driving `bar`.
+fn progress_fn(bar: indicatif::ProgressBar) -> qoqmed_engine::weights::ProgressFn {
+    Box::new(move |p| {
+        bar.set_length(p.total);
+        bar.set_position(p.done);
+    })
+}
+
 /// Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid" on headless machines (servers,
 /// CI) although compute works; point it at the temp dir so a newcomer's first run looks clean.
 fn quiet_headless_vulkan() {

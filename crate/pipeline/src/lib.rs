@@ -14,7 +14,7 @@ mod run;
 
 pub use answer::{Answer, Timings};
 pub use error::{Error, Result};
-pub use model::Model;
+pub use model::{LoadOptions, Model};
 pub use qoqmed_engine::weights::ModelFiles;
 pub use request::{EcgInput, InputFile, Request};
 pub use run::{Event, Phase, run};

@@ -6,7 +6,8 @@ use qoqmed_engine::chat::{ChatTemplate, Tokenizer};
 use qoqmed_engine::config::{GenerationConfig, ModelConfig};
 use qoqmed_engine::gpu::Gpu;
 use qoqmed_engine::model::TextModel;
-use qoqmed_engine::weights::{ModelFiles, WeightStore};
+use qoqmed_engine::model::memory::{RunShape, check_text_model};
+use qoqmed_engine::weights::{ModelFiles, ProgressFn, WeightStore};
 use qoqmed_imaging::ProcessorConfig;
 use web_time::Instant;
 
@@ -25,10 +26,27 @@ pub struct Model {
     pub load_s: f64,
 }
 
+/// How [`Model::load_with`] checks and reports a load.
+#[derive(Default)]
+pub struct LoadOptions {
+    /// Check the GPU bytes the model needs at this many context positions before uploading
+    /// anything (weights + KV cache + activations vs the adapter's limits and `memory_budget`).
+    pub max_context: Option<usize>,
+    /// Total GPU bytes the model may take.
+    pub memory_budget: Option<u64>,
+    /// Told the bytes uploaded so far after every piece.
+    pub on_progress: Option<ProgressFn>,
+}
+
 impl Model {
     /// Parses the configs, tokenizer and template (cheap, so a bad folder fails before any
     /// upload), then uploads the weights.
-    pub async fn load(gpu: Gpu, mut files: ModelFiles) -> Result<Model> {
+    pub async fn load(gpu: Gpu, files: ModelFiles) -> Result<Model> {
+        Self::load_with(gpu, files, LoadOptions::default()).await
+    }
+
+    /// [`load`](Self::load) with a size check before uploading and a progress callback.
+    pub async fn load_with(gpu: Gpu, mut files: ModelFiles, opts: LoadOptions) -> Result<Model> {
         let t0 = Instant::now();
         let config = ModelConfig::from_json(&files.config)?;
         let generation = match &files.generation_config {
@@ -45,6 +63,17 @@ impl Model {
             None => ProcessorConfig::default(),
         };
         let store = WeightStore::open(std::mem::take(&mut files.weights)).await?;
+        if let Some(max_context) = opts.max_context {
+            let run = RunShape {
+                max_context,
+                prefill_chunk: 512,
+                kv_value_bytes: 4,
+            };
+            check_text_model(&gpu, &config.text, &store, run, opts.memory_budget)?;
+        }
+        if let Some(f) = opts.on_progress {
+            store.set_progress(f);
+        }
         let text = TextModel::load(&gpu, &store, &config.text).await?;
         Ok(Model {
             gpu,

@@ -6,10 +6,21 @@
 
 use crate::config::{TextConfig, VisionConfig};
 use crate::error::{Error, Result};
-use crate::gpu::{Weight, WeightFormat};
+use crate::gpu::{Gpu, Weight, WeightFormat};
+use crate::weights::{WeightStore, text_tensor_names};
 
 const GB: f64 = 1e9;
 const GIB: f64 = (1u64 << 30) as f64;
+
+/// "5.22 GB" or "412.3 MB" (1e9 / 1e6 bytes).
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 0.1 * GB {
+        format!("{:.2} GB", b / GB)
+    } else {
+        format!("{:.1} MB", b / 1e6)
+    }
+}
 
 /// Bytes of a buffer holding `bytes`, as the engine pads it (whole u32 words, never empty).
 fn padded(bytes: u64) -> u64 {
@@ -86,6 +97,38 @@ pub fn text_tensors(cfg: &TextConfig) -> Vec<(String, Vec<usize>)> {
         t.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, h]));
     }
     t
+}
+
+/// The language model's tensors of a checkpoint as they will sit on the GPU (stored formats).
+/// Missing tensors are left out: the loader reports them by name.
+pub fn text_specs(cfg: &TextConfig, store: &WeightStore) -> Vec<TensorSpec> {
+    text_tensors(cfg)
+        .iter()
+        .filter_map(|(name, _)| {
+            let base = name.strip_prefix("model.").unwrap_or(name);
+            store.find_any(&text_tensor_names(base)).ok()
+        })
+        .map(|i| TensorSpec::new(i.name.clone(), &i.shape, i.format))
+        .collect()
+}
+
+/// Plans the language model of `store` at `run` on `gpu` and checks it against the adapter's
+/// limits and `budget` (bytes): the check to make before uploading anything.
+pub fn check_text_model(
+    gpu: &Gpu,
+    cfg: &TextConfig,
+    store: &WeightStore,
+    run: RunShape,
+    budget: Option<u64>,
+) -> Result<MemoryPlan> {
+    let part = gpu.max_binding().min(gpu.limits.max_buffer_size);
+    let plan = MemoryPlan::new(cfg, &text_specs(cfg, store), run, part);
+    plan.check(&MemoryLimits {
+        max_binding: gpu.max_binding(),
+        max_buffer: gpu.limits.max_buffer_size,
+        budget,
+    })?;
+    Ok(plan)
 }
 
 /// The vision tower's tensors (published names) with their shapes.
@@ -306,8 +349,8 @@ impl MemoryPlan {
             let est = (self.total() - self.matrix_bytes) as f64 + matrices;
             if est <= budget as f64 && matrices < self.matrix_bytes as f64 {
                 advice.push(format!(
-                    "a {format} model (`qoqmed quantize --format {format}`: about {:.2} GB in all)",
-                    est / GB
+                    "a {format} model (`qoqmed quantize --format {format}`: about {} in all)",
+                    human(est as u64)
                 ));
             }
         }
@@ -315,24 +358,25 @@ impl MemoryPlan {
             advice.push("a smaller model or an adapter with more memory".into());
         }
         Err(Error::GpuLimit(format!(
-            "this model needs {} but the memory budget is {:.2} GB ({:.2} GiB); try {}",
+            "this model needs {} but the memory budget is {} ({:.2} GiB); try {}",
             self.summary(),
-            budget as f64 / GB,
+            human(budget),
             budget as f64 / GIB,
             advice.join(", or ")
         )))
     }
 
-    /// "5.07 GB = 4.72 GiB (weights 4.83 GB, KV cache 0.24 GB at 4096 positions, activations 0.01 GB)".
+    /// "5.22 GB = 4.86 GiB (weights 4.83 GB, KV cache 234.9 MB at 4096 positions, activations
+    /// 158.3 MB)".
     pub fn summary(&self) -> String {
         format!(
-            "{:.2} GB = {:.2} GiB (weights {:.2} GB, KV cache {:.2} GB at {} positions, activations {:.2} GB)",
-            self.total() as f64 / GB,
+            "{} = {:.2} GiB (weights {}, KV cache {} at {} positions, activations {})",
+            human(self.total()),
             self.total() as f64 / GIB,
-            self.weights as f64 / GB,
-            self.kv_cache as f64 / GB,
+            human(self.weights),
+            human(self.kv_cache),
             self.max_context,
-            self.activations as f64 / GB
+            human(self.activations)
         )
     }
 }
