@@ -244,7 +244,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ..GenerateOptions::default()
     };
     // GPU memory is sampled while the session (KV cache, activations) is alive.
-    let mut peak: Option<u64> = None;
+    let mut peak: Option<(u64, u64)> = None;
     let out = pollster::block_on(generate(
         &gpu,
         &model,
@@ -254,7 +254,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &opts,
         &mut |_| {
             if let Some(r) = gpu.device.generate_allocator_report() {
-                peak = Some(peak.unwrap_or(0).max(r.total_reserved_bytes));
+                let (a, b) = peak.unwrap_or((0, 0));
+                peak = Some((a.max(r.total_allocated_bytes), b.max(r.total_reserved_bytes)));
             }
             true
         },
@@ -295,7 +296,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "prefill_gemm_shape": gemm.1,
         "prefill_model_gflops": model_gflops,
         "matmul_peak_gflops": serde_json::Value::Null,
-        "peak_gpu_bytes": peak.unwrap_or(plan.total()),
+        "peak_gpu_bytes": peak.map_or(plan.total(), |p| p.0),
+        "peak_gpu_reserved_bytes": peak.map(|p| p.1),
         "peak_gpu_bytes_source": if peak.is_some() { "allocator report" } else { "size accounting" },
         "accounted_gpu_bytes": plan.total(),
         "bind_groups_after_first_step": out.bind_groups_after_first_step,

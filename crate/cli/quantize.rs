@@ -177,18 +177,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         });
     }
 
-    // Shards: fill up to --shard-mb in checkpoint order.
+    // Shards: fill up to --shard-mb in checkpoint order; a tensor at least that large gets a
+    // shard of its own, and the small tensors around it keep filling the current one.
     let limit = (args.shard_mb * 1e6) as u64;
-    let mut shards: Vec<Vec<usize>> = vec![Vec::new()];
-    let mut filled = 0u64;
+    let mut shards: Vec<Vec<usize>> = Vec::new();
+    let mut filling: Option<(usize, u64)> = None;
     for (i, job) in jobs.iter().enumerate() {
-        let last = shards.last_mut().expect("one shard");
-        if !last.is_empty() && filled + job.bytes() > limit {
-            shards.push(Vec::new());
-            filled = 0;
+        let bytes = job.bytes();
+        if bytes >= limit {
+            shards.push(vec![i]);
+            continue;
         }
-        shards.last_mut().expect("one shard").push(i);
-        filled += job.bytes();
+        match filling {
+            Some((s, used)) if used + bytes <= limit => {
+                shards[s].push(i);
+                filling = Some((s, used + bytes));
+            }
+            _ => {
+                shards.push(vec![i]);
+                filling = Some((shards.len() - 1, bytes));
+            }
+        }
     }
     let n_shards = shards.len();
     let shard_name = |i: usize| {
