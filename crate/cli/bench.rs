@@ -255,7 +255,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &mut |_| {
             if let Some(r) = gpu.device.generate_allocator_report() {
                 let (a, b) = peak.unwrap_or((0, 0));
-                peak = Some((a.max(r.total_allocated_bytes), b.max(r.total_reserved_bytes)));
+                peak = Some((
+                    a.max(r.total_allocated_bytes),
+                    b.max(r.total_reserved_bytes),
+                ));
             }
             true
         },
@@ -346,10 +349,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         100.0 * read_gbs / copy_gbs
     );
     println!("prefill GEMM            {:.2} GFLOP/s ({})", gemm.0, gemm.1);
-    if let Some(p) = peak {
+    if let Some((allocated, reserved)) = peak {
         println!(
-            "peak GPU bytes          {:.1} MB (allocator)",
-            p as f64 / 1e6
+            "peak GPU bytes          {:.1} MB allocated, {:.1} MB reserved (allocator report)",
+            allocated as f64 / 1e6,
+            reserved as f64 / 1e6
         );
     }
     if let Some(x) = report.get("extrapolated_full_depth") {
