@@ -18,7 +18,7 @@ use qoqmed_engine::weights::synthetic::SyntheticSource;
 use qoqmed_engine::weights::{ByteSource, DType, ModelFiles, WeightStore};
 use web_time::Instant;
 
-use crate::bench_copy::{copy_bandwidth, gemm_gflops};
+use crate::bench_copy::{copy_bandwidth, gemm_gflops, matmul_peak_gflops};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -270,6 +270,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .cloned()
         .fold((String::new(), 0.0), |a, b| if b.1 > a.1 { b } else { a });
     let gemm = gemm_gflops(&gpu, &store, cfg, prompt_len)?;
+    let peak_matmul = matmul_peak_gflops(&gpu)?;
 
     let tied = cfg.tie_word_embeddings;
     let per_token = bytes_per_token(&specs, tied);
@@ -298,7 +299,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "prefill_gflops": gemm.0,
         "prefill_gemm_shape": gemm.1,
         "prefill_model_gflops": model_gflops,
-        "matmul_peak_gflops": serde_json::Value::Null,
+        "matmul_peak_gflops": peak_matmul.0,
+        "matmul_peak_shape": peak_matmul.1,
         "peak_gpu_bytes": peak.map_or(plan.total(), |p| p.0),
         "peak_gpu_reserved_bytes": peak.map(|p| p.1),
         "peak_gpu_bytes_source": if peak.is_some() { "allocator report" } else { "size accounting" },
@@ -349,6 +351,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         100.0 * read_gbs / copy_gbs
     );
     println!("prefill GEMM            {:.2} GFLOP/s ({})", gemm.0, gemm.1);
+    println!(
+        "plain matmul            {:.2} GFLOP/s ({})",
+        peak_matmul.0, peak_matmul.1
+    );
     if let Some((allocated, reserved)) = peak {
         println!(
             "peak GPU bytes          {:.1} MB allocated, {:.1} MB reserved (allocator report)",

@@ -3,7 +3,7 @@
 
 use qoqmed_engine::config::TextConfig;
 use qoqmed_engine::gpu::{
-    Gpu, PipelineKey, Recorder, ShaderFamily, Tensor, grid, ops, read_buffer,
+    Gpu, PipelineKey, Recorder, ShaderFamily, Tensor, Weight, WeightFormat, grid, ops, read_buffer,
 };
 use qoqmed_engine::weights::{WeightStore, text_tensor_names};
 use web_time::Instant;
@@ -113,5 +113,26 @@ pub fn gemm_gflops(
     Ok((
         2.0 * (m * n * k) as f64 / t / 1e9,
         format!("{m}x{k} . ({n}x{k})^T {}", info.format),
+    ))
+}
+
+/// GFLOP/s of a plain f32 matmul through the engine's GEMM (no dequantisation): the bound the
+/// prefill GEMM is compared with. Returns the rate and the shape.
+pub fn matmul_peak_gflops(gpu: &Gpu) -> anyhow::Result<(f64, String)> {
+    let (m, n, k) = (256, 1024, 1024);
+    let values: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 7919 % 1001) as f32 - 500.0) * 1e-4)
+        .collect();
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let w = Weight::upload(gpu, "matmul.w", WeightFormat::F32, &[n, k], &bytes, None)?;
+    let x = Tensor::from_f32(gpu, &vec![0.01; m * k], &[m, k], "matmul.x")?;
+    let y = Tensor::zeros(gpu, &[m, n], "matmul.y")?;
+    let t = time_per_rep(gpu, &y.buffer, &|rec| {
+        ops::linear(rec, &x, &w, None, &y)?;
+        Ok(())
+    })?;
+    Ok((
+        2.0 * (m * n * k) as f64 / t / 1e9,
+        format!("{m}x{k} . ({n}x{k})^T f32"),
     ))
 }
