@@ -45,13 +45,6 @@ struct Site {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let index = args.dist.join("index.html");
-    let html = std::fs::read_to_string(&index).with_context(|| {
-        format!(
-            "reading {}: build the web app first with `bash web/build.sh` (or pass --dist DIR)",
-            index.display()
-        )
-    })?;
     if let Some(model) = &args.model
         && !model.join("config.json").is_file()
     {
@@ -60,6 +53,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             model.display()
         );
     }
+    let index = args.dist.join("index.html");
+    let html = std::fs::read_to_string(&index).with_context(|| {
+        format!(
+            "reading {}: build the web app first with `bash web/build.sh` (or pass --dist DIR)",
+            index.display()
+        )
+    })?;
     let csp = policy(&html, &args.allow_host);
     let server = Server::http(("127.0.0.1", args.port))
         .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
@@ -231,6 +231,21 @@ fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("ASCII header")
 }
 
+/// The headers every response carries, whatever its body type.
+trait AddHeader {
+    fn common(&mut self, csp: &str);
+}
+
+impl<R: Read> AddHeader for Response<R> {
+    fn common(&mut self, csp: &str) {
+        self.add_header(header("Content-Security-Policy", csp));
+        self.add_header(header("X-Content-Type-Options", "nosniff"));
+        self.add_header(header("Referrer-Policy", "no-referrer"));
+        self.add_header(header("Cross-Origin-Resource-Policy", "same-origin"));
+        self.add_header(header("Cache-Control", "no-cache"));
+    }
+}
+
 fn handle(site: &Site, req: Request) {
     let method = req.method().clone();
     let url = req.url().to_string();
@@ -269,13 +284,7 @@ fn respond(
     range: Option<&str>,
     if_none_match: Option<&str>,
 ) -> (u16, u64, std::io::Result<()>) {
-    let common = |r: &mut Response<_>| {
-        r.add_header(header("Content-Security-Policy", &site.csp));
-        r.add_header(header("X-Content-Type-Options", "nosniff"));
-        r.add_header(header("Referrer-Policy", "no-referrer"));
-        r.add_header(header("Cross-Origin-Resource-Policy", "same-origin"));
-        r.add_header(header("Cache-Control", "no-cache"));
-    };
+    let common = |r: &mut dyn AddHeader| r.common(&site.csp);
     let text = |code: u16, msg: &str| {
         let mut r = Response::from_string(msg).with_status_code(StatusCode(code));
         r.add_header(header("Content-Type", "text/plain; charset=utf-8"));

@@ -2,8 +2,8 @@
 //! the pieces the loader asks for, so no file is ever held whole in wasm memory.
 
 use js_sys::Uint8Array;
+use qoqmed_engine::Error;
 use qoqmed_engine::weights::{ByteSource, ReadFuture};
-use qoqmed_engine::{Error, Result};
 use wasm_bindgen_futures::JsFuture;
 
 pub struct BlobSource {
