@@ -17,7 +17,8 @@ cargo test --release --workspace
 # --no-default-features drops the native edges (mmap, C codecs) exactly as the web build will.
 # The same invocation as web/build.sh (crate/web included), so the app's wasm is compiled once.
 cargo build --release --target wasm32-unknown-unknown --no-default-features \
-    -p qoqmed-engine -p qoqmed-imaging -p qoqmed-ecg -p qoqmed-output -p qoqmed-rl -p qoqmed-web
+    -p qoqmed-engine -p qoqmed-pipeline -p qoqmed-imaging -p qoqmed-ecg -p qoqmed-output -p qoqmed-rl \
+    -p qoqmed-web
 echo "wasm32 builds: ok"
 
 # The engine in headless Chromium through WebGPU (SwiftShader without a GPU): same code path.

@@ -100,7 +100,10 @@ function call(type, payload = {}, transfer = []) {
   });
 }
 
-const PHASES = { download: 'Downloading', verify: 'Verifying', upload: 'Uploading weights to the GPU', compile: 'Compiling GPU kernels' };
+const PHASES = {
+  download: 'Downloading', verify: 'Verifying', upload: 'Uploading weights to the GPU',
+  compile: 'Compiling GPU kernels', prefill: 'Reading the case (prefill)', decode: 'Answering',
+};
 let streamHandler = null;
 
 function onWorkerMessage(m) {
@@ -278,9 +281,19 @@ function currentRequest() {
     temperature: num('temperature'),
     repetition_penalty: num('repetition-penalty'),
     max_new_tokens: num('max-new-tokens'),
-    images: inputs.images.map((x) => x.name),
-    ecgs: inputs.ecgs.map((x) => x.name),
+    ...linkImageOptions,
   };
+}
+
+/** ECG files grouped into records: a WFDB header and its signal file (same stem) are one. */
+function ecgRecords() {
+  const groups = new Map();
+  for (const x of inputs.ecgs) {
+    const stem = /\.(hea|dat)$/i.test(x.name) ? x.name.replace(/\.(hea|dat)$/i, '') : x.name;
+    if (!groups.has(stem)) groups.set(stem, []);
+    groups.get(stem).push(x.file);
+  }
+  return [...groups.values()];
 }
 
 async function run() {
@@ -294,6 +307,10 @@ async function run() {
   let first = null;
   let n = 0;
   streamHandler = (m) => {
+    if (m.token === null) {
+      $('stream').textContent += m.piece;
+      return;
+    }
     if (first === null) first = performance.now();
     n += 1;
     $('stream').textContent += m.piece;
@@ -302,7 +319,9 @@ async function run() {
       (n > 1 && dt > 0 ? ` · ${((n - 1) / dt).toFixed(1)} tokens/s` : '');
   };
   try {
-    const answer = await call('generate', { request });
+    const answer = await call('generate', {
+      request, images: inputs.images.map((x) => x.file), ecgs: ecgRecords(),
+    });
     const result = {
       ...answer,
       manifest_sha256: modelInfo.manifest_sha256 ?? null,
@@ -314,6 +333,8 @@ async function run() {
     return result;
   } finally {
     streamHandler = null;
+    $('phase').textContent = '';
+    $('progress').hidden = true;
     setBusy(false);
   }
 }
@@ -332,6 +353,7 @@ async function guarded(fn) {
 
 // ---------------------------------------------------------------- wiring
 let engineVersion = null;
+let linkImageOptions = {}; // pixel_range / frames from a shared link
 
 function fillPresets() {
   $('preset').replaceChildren(...PRESETS.map((p) => new Option(p.name, p.id)));
@@ -381,6 +403,8 @@ async function fromLink(link) {
   if (link.repetition_penalty != null) $('repetition-penalty').value = link.repetition_penalty;
   if (link.max_new_tokens != null) $('max-new-tokens').value = link.max_new_tokens;
   if (link.reveal === 'manual') $('reveal-manual').checked = true;
+  if (link.pixel_range) linkImageOptions.pixel_range = link.pixel_range;
+  if (link.frames) linkImageOptions.frames = link.frames;
   if (link.model) {
     checkAllowed(link.model, 'model');
     $('model-url').value = link.model;

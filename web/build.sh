@@ -40,7 +40,8 @@ fi
 
 # Same packages and flags as tools/test.sh's wasm32 build: one compile serves both.
 cargo build --release --target wasm32-unknown-unknown --no-default-features \
-    -p qoqmed-engine -p qoqmed-imaging -p qoqmed-ecg -p qoqmed-output -p qoqmed-rl -p qoqmed-web
+    -p qoqmed-engine -p qoqmed-pipeline -p qoqmed-imaging -p qoqmed-ecg -p qoqmed-output -p qoqmed-rl \
+    -p qoqmed-web
 
 dist=web/dist
 rm -rf "$dist"

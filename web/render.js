@@ -8,7 +8,7 @@ const $ = (id) => document.getElementById(id);
 export function qoqSize(w, h) {
   const step = (w0, h0, target) => {
     const f = Math.sqrt(target / (w0 * h0));
-    return [Math.max(1, Math.round(w0 * f)), Math.max(1, Math.round(h0 * f))];
+    return [Math.trunc(w0 * f), Math.trunc(h0 * f)]; // Python int(), as range.rs
   };
   if (w * h > 524288) [w, h] = step(w, h, 524288);
   if (w * h < 65536 && w * h > 0) [w, h] = step(w, h, 65536);

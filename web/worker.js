@@ -108,10 +108,13 @@ async function downloadAndLoad({ url, limits }) {
   }
 }
 
-async function generate({ request }) {
-  return JSON.parse(await engine.generate(JSON.stringify(request), (id, piece) => {
-    post({ type: 'token', token: id, piece });
-  }));
+async function generate({ request, images, ecgs }) {
+  const onEvent = (kind, a, b) => {
+    if (kind === 'token') post({ type: 'token', token: a, piece: b });
+    else if (kind === 'text') post({ type: 'token', token: null, piece: a });
+    else if (kind === 'phase') post({ type: 'progress', phase: a, done: 0, total: 0 });
+  };
+  return JSON.parse(await engine.generate(JSON.stringify(request), images, ecgs, onEvent));
 }
 
 const handlers = {

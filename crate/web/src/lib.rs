@@ -11,13 +11,14 @@ use std::rc::Rc;
 
 use js_sys::{Array, Function, Promise};
 use qoqmed_engine::gpu::Gpu;
-use qoqmed_engine::weights::{ByteSource, ModelFiles};
+use qoqmed_engine::weights::ByteSource;
+use qoqmed_pipeline::{Event, InputFile, Model, ModelFiles, Phase, run};
 use sha2::Digest;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
+use wasm_bindgen_futures::{JsFuture, future_to_promise};
 
 use blob::BlobSource;
-use request::{Loaded, Request};
+use request::WebRequest;
 
 /// The message of a thrown JS value (an `Error`'s message, or its string form).
 pub(crate) fn js_message(v: &JsValue) -> String {
@@ -53,18 +54,56 @@ pub struct Engine {
 }
 
 struct Inner {
-    gpu: Gpu,
-    model: RefCell<Option<Rc<Loaded>>>,
+    /// The device while no model holds it (a model owns its GPU; a failed load drops it).
+    gpu: RefCell<Option<Gpu>>,
+    /// What `adapter()` reports, kept when the device moves into a model.
+    adapter: String,
+    model: RefCell<Option<Rc<Model>>>,
     stop: Cell<bool>,
     busy: Cell<bool>,
 }
 
-/// Clears the busy flag however the request ends.
+/// Clears the busy flag however the call ends.
 struct Busy<'a>(&'a Cell<bool>);
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
         self.0.set(false);
     }
+}
+
+impl Inner {
+    fn claim(&self, what: &str) -> Result<Busy<'_>, JsValue> {
+        if self.busy.replace(true) {
+            return Err(js_err(format!(
+                "{what}: the engine is busy with another request; stop it first"
+            )));
+        }
+        Ok(Busy(&self.busy))
+    }
+}
+
+async fn read_file(file: &web_sys::File) -> Result<InputFile, JsValue> {
+    let buffer = JsFuture::from(file.array_buffer()).await.map_err(|e| {
+        js_err(format!(
+            "{}: the browser could not read it ({})",
+            file.name(),
+            js_message(&e)
+        ))
+    })?;
+    Ok(InputFile {
+        name: file.name(),
+        bytes: js_sys::Uint8Array::new(&buffer).to_vec(),
+    })
+}
+
+fn files_of(array: &Array, what: &str) -> Result<Vec<web_sys::File>, JsValue> {
+    array
+        .iter()
+        .map(|f| {
+            f.dyn_into::<web_sys::File>()
+                .map_err(|_| js_err(format!("{what} must be File objects")))
+        })
+        .collect()
 }
 
 #[wasm_bindgen]
@@ -73,9 +112,17 @@ impl Engine {
     pub fn open() -> Promise {
         future_to_promise(async {
             let gpu = Gpu::new(None).await.map_err(js_err)?;
+            let adapter = serde_json::json!({
+                "adapter": gpu.adapter.to_string(),
+                "max_buffer_size": gpu.limits.max_buffer_size,
+                "max_storage_buffer_binding_size": gpu.limits.max_storage_buffer_binding_size,
+                "shader_f16": gpu.features.contains(wgpu::Features::SHADER_F16),
+            })
+            .to_string();
             Ok(Engine {
                 inner: Rc::new(Inner {
-                    gpu,
+                    gpu: RefCell::new(Some(gpu)),
+                    adapter,
                     model: RefCell::new(None),
                     stop: Cell::new(false),
                     busy: Cell::new(false),
@@ -85,50 +132,39 @@ impl Engine {
         })
     }
 
-    /// The adapter and the limits the model must fit, as JSON.
+    /// The adapter and the limits a model must fit, as JSON.
     pub fn adapter(&self) -> String {
-        let gpu = &self.inner.gpu;
-        serde_json::json!({
-            "adapter": gpu.adapter.to_string(),
-            "max_buffer_size": gpu.limits.max_buffer_size,
-            "max_storage_buffer_binding_size": gpu.limits.max_storage_buffer_binding_size,
-            "shader_f16": gpu.features.contains(wgpu::Features::SHADER_F16),
-        })
-        .to_string()
+        self.inner.adapter.clone()
     }
 
-    /// Loads a model folder given as `File`s (picked, or cached in OPFS). `on_progress(phase,
-    /// done, total)` sees the bytes uploaded ("upload") and then "compile". Resolves to a JSON
-    /// summary.
+    /// Loads a model folder given as `File`s (picked, or cached in OPFS), read piece by piece.
+    /// `on_progress(phase, done, total)` sees the weight bytes uploaded ("upload"), then
+    /// "compile". Resolves to a JSON summary.
     pub fn load(&self, files: Array, on_progress: Function) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
-            if inner.busy.get() {
-                return Err(js_err("the model is busy; stop the running request first"));
-            }
-            inner.busy.set(true);
-            let _busy = Busy(&inner.busy);
-            inner.model.replace(None);
-            let mut blobs = Vec::new();
-            for f in files.iter() {
-                let file: web_sys::File = f
-                    .dyn_into()
-                    .map_err(|_| js_err("load() takes File objects"))?;
-                blobs.push((file.name(), web_sys::Blob::from(file)));
-            }
-            let weight_names = weight_files(&blobs);
-            let total: f64 = blobs
+            let _busy = inner.claim("load")?;
+            let files = files_of(&files, "model files")?;
+            // The previous model goes first, with its GPU memory; its device serves the new one.
+            let old = inner.model.replace(None);
+            let gpu = match (inner.gpu.take(), old.and_then(|m| Rc::try_unwrap(m).ok())) {
+                (Some(gpu), _) => gpu,
+                (None, Some(model)) => model.gpu,
+                (None, None) => Gpu::new(None).await.map_err(js_err)?,
+            };
+            let total: f64 = files
                 .iter()
-                .filter(|(n, _)| weight_names.contains(n))
-                .map(|(_, b)| b.size())
+                .filter(|f| is_weights(&f.name()))
+                .map(|f| f.size())
                 .sum();
             let done = Rc::new(Cell::new(0f64));
-            let sources: Vec<Box<dyn ByteSource>> = blobs
+            let sources: Vec<Box<dyn ByteSource>> = files
                 .into_iter()
-                .map(|(name, blob)| {
-                    let report: Option<Box<dyn Fn(u64)>> = if weight_names.contains(&name) {
+                .map(|file| {
+                    let name = file.name();
+                    let report: Option<Box<dyn Fn(u64)>> = is_weights(&name).then(|| {
                         let (done, cb) = (done.clone(), on_progress.clone());
-                        Some(Box::new(move |n: u64| {
+                        Box::new(move |n: u64| {
                             done.set(done.get() + n as f64);
                             let _ = cb.call3(
                                 &JsValue::NULL,
@@ -136,59 +172,83 @@ impl Engine {
                                 &done.get().into(),
                                 &total.into(),
                             );
-                        }))
-                    } else {
-                        None
-                    };
-                    Box::new(BlobSource::new(name, blob, report)) as Box<dyn ByteSource>
+                        }) as Box<dyn Fn(u64)>
+                    });
+                    Box::new(BlobSource::new(name, file.into(), report)) as Box<dyn ByteSource>
                 })
                 .collect();
             let files = ModelFiles::from_sources(sources).await.map_err(js_err)?;
-            let loaded = request::load(&inner.gpu, files).await.map_err(js_err)?;
+            let model = Model::load(gpu, files).await.map_err(js_err)?;
             let _ = on_progress.call3(&JsValue::NULL, &"compile".into(), &0.into(), &1.into());
-            request::warm_up(&inner.gpu, &loaded)
-                .await
-                .map_err(js_err)?;
-            inner.gpu.check_errors().map_err(js_err)?;
+            request::warm_up(&model).await.map_err(js_err)?;
+            model.gpu.check_errors().map_err(js_err)?;
             let summary = serde_json::json!({
-                "load_s": loaded.load_s,
-                "layers": loaded.config.text.num_hidden_layers,
-                "hidden": loaded.config.text.hidden_size,
-                "vocab": loaded.config.text.vocab_size,
-                "vision": loaded.config.vision.is_some(),
+                "load_s": model.load_s,
+                "layers": model.config.text.num_hidden_layers,
+                "hidden": model.config.text.hidden_size,
+                "vocab": model.config.text.vocab_size,
+                "vision": model.config.vision.is_some(),
                 "weight_bytes": total,
             });
-            inner.model.replace(Some(Rc::new(loaded)));
+            inner.model.replace(Some(Rc::new(model)));
             Ok(summary.to_string().into())
         })
     }
 
-    /// Answers one request (JSON, see request.rs). `on_token(id, text)` sees each token as it
-    /// comes. Resolves to the answer JSON (the object `qoqmed generate --json` prints).
-    pub fn generate(&self, request_json: String, on_token: Function) -> Promise {
+    /// Answers one request: `request_json` (see request.rs), `images` (File[]), `ecgs` (File[][],
+    /// one array per record). `on_event(kind, a, b)` sees ("phase", name), ("token", id, text)
+    /// and ("text", tail). Resolves to the answer JSON, the object `qoqmed generate --json` prints.
+    pub fn generate(
+        &self,
+        request_json: String,
+        images: Array,
+        ecgs: Array,
+        on_event: Function,
+    ) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
-            let req: Request =
+            let web: WebRequest =
                 serde_json::from_str(&request_json).map_err(|e| js_err(format!("request: {e}")))?;
-            let loaded = inner
+            let model = inner
                 .model
                 .borrow()
                 .clone()
                 .ok_or_else(|| js_err("no model is loaded; load a model folder first"))?;
-            if inner.busy.get() {
-                return Err(js_err("a request is already running; stop it first"));
+            let _busy = inner.claim("generate")?;
+            let mut image_files = Vec::new();
+            for f in files_of(&images, "images")? {
+                image_files.push(read_file(&f).await?);
             }
-            inner.busy.set(true);
-            let _busy = Busy(&inner.busy);
+            let mut records = Vec::new();
+            for record in ecgs.iter() {
+                let mut files = Vec::new();
+                for f in files_of(&Array::from(&record), "ECG files")? {
+                    files.push(read_file(&f).await?);
+                }
+                records.push(files);
+            }
+            let req = web.into_request(image_files, records).map_err(js_err)?;
             inner.stop.set(false);
             let stop = &inner.stop;
-            let answer = request::run(&inner.gpu, &loaded, &req, &mut |id, piece| {
-                let _ = on_token.call2(&JsValue::NULL, &id.into(), &piece.into());
+            let call = |kind: &str, a: JsValue, b: JsValue| {
+                let _ = on_event.call3(&JsValue::NULL, &kind.into(), &a, &b);
+            };
+            let answer = run(&model, &req, &mut |event| {
+                match event {
+                    Event::Phase(Phase::Prefill) => call("phase", "prefill".into(), JsValue::NULL),
+                    Event::Phase(Phase::Decode) => call("phase", "decode".into(), JsValue::NULL),
+                    Event::Token { id, text } => {
+                        call("token", id.into(), text.unwrap_or("").into())
+                    }
+                    Event::Text(text) => call("text", text.into(), JsValue::NULL),
+                }
                 !stop.get()
             })
             .await
             .map_err(js_err)?;
-            Ok(answer.to_string().into())
+            model.gpu.check_errors().map_err(js_err)?;
+            let json = serde_json::to_string(&answer).map_err(js_err)?;
+            Ok(json.into())
         })
     }
 
@@ -198,13 +258,9 @@ impl Engine {
     }
 }
 
-/// The weight files among `files` (by name): model.safetensors or the shards the index names.
-fn weight_files(files: &[(String, web_sys::Blob)]) -> Vec<String> {
-    files
-        .iter()
-        .map(|(n, _)| n.clone())
-        .filter(|n| n.ends_with(".safetensors"))
-        .collect()
+/// Weight files (model.safetensors or shards): what the upload progress counts.
+fn is_weights(name: &str) -> bool {
+    name.ends_with(".safetensors")
 }
 
 /// Incremental SHA-256, so multi-GB downloads are verified piece by piece.
