@@ -54,6 +54,14 @@ if [ $opt = 1 ]; then
         "$dist/pkg/qoqmed_web_bg.wasm" -o "$dist/pkg/qoqmed_web_bg.wasm"
 fi
 
+# A C symbol left undefined by some dependency becomes an `env` import, and then the module does
+# not instantiate in any browser: fail here, naming it, rather than in the page.
+node -e '
+const m = new WebAssembly.Module(require("fs").readFileSync(process.argv[1]));
+const bad = WebAssembly.Module.imports(m).filter((i) => i.module === "env").map((i) => i.name);
+if (bad.length) { console.error("build.sh: the wasm imports C functions nobody defines: " + bad.join(", ") + " (define them in crate/web/src/libc_shim.rs)"); process.exit(1); }
+' "$dist/pkg/qoqmed_web_bg.wasm"
+
 connect="'self'"
 for h in "${hosts[@]}"; do connect="$connect $h"; done
 csp="default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; connect-src $connect; img-src 'self' blob: data:; style-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'"

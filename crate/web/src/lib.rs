@@ -4,6 +4,7 @@
 //! unwinds across the boundary.
 
 mod blob;
+mod libc_shim;
 mod request;
 
 use std::cell::{Cell, RefCell};
