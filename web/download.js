@@ -155,7 +155,9 @@ export async function plan(base, signal) {
 }
 
 /** Reads a safetensors header through `read(offset, len) -> Uint8Array`; returns its tensors'
- *  byte sizes. Used before a download to check what the GPU must hold. */
+ *  byte sizes and the bytes of their smallest GPU piece: the engine splits a matrix at row
+ *  boundaries below the binding limit (docs/weights.md), so one row must fit; a 1-D tensor is
+ *  one piece. Used before a download to check what the GPU must hold. */
 export async function safetensorsTensors(name, read, fileLen) {
   const prefix = await read(0, 8);
   if (prefix.length < 8) throw new Error(`${name}: shorter than 8 bytes; not a safetensors file`);
@@ -172,7 +174,11 @@ export async function safetensorsTensors(name, read, fileLen) {
   }
   return Object.entries(header)
     .filter(([k]) => k !== '__metadata__')
-    .map(([k, v]) => ({ name: k, bytes: v.data_offsets[1] - v.data_offsets[0] }));
+    .map(([k, v]) => {
+      const bytes = v.data_offsets[1] - v.data_offsets[0];
+      const rows = v.shape?.length >= 2 ? v.shape[0] : 1;
+      return { name: k, bytes, piece: rows > 0 ? bytes / rows : bytes };
+    });
 }
 
 /** Downloads the model at `base` into OPFS (resuming what is there) and returns its files.

@@ -20,26 +20,28 @@ async function open() {
   return { version: engineVersion(), ...JSON.parse(engine.adapter()) };
 }
 
-/** The GPU this model needs, from its safetensors headers, against the page's and our limits. */
+/** Whether this GPU can hold the model, from its safetensors headers, against the page's
+ *  adapter limits and our device's: every tensor is split at row boundaries to fit a binding,
+ *  so the test is the largest row (or 1-D tensor). */
 async function checkFits(headers, limits) {
   const own = JSON.parse(engine.adapter());
   const binding = Math.min(limits?.maxStorageBufferBindingSize ?? Infinity, own.max_storage_buffer_binding_size);
   const buffer = Math.min(limits?.maxBufferSize ?? Infinity, own.max_buffer_size);
-  let largest = { name: '', bytes: 0 };
+  const cap = Math.min(binding, buffer);
+  let worst = { name: '', piece: 0 };
   let total = 0;
   for (const t of headers) {
     total += t.bytes;
-    if (t.bytes > largest.bytes) largest = t;
+    if (t.piece > worst.piece) worst = t;
   }
-  const cap = Math.min(binding, buffer);
-  if (largest.bytes > cap) {
-    const mb = (n) => `${(n / 2 ** 20).toFixed(1)} MiB`;
-    throw new Error(`This GPU cannot hold this model: tensor ${largest.name} needs ${mb(largest.bytes)} ` +
-      `in one buffer, and this browser's GPU allows ${mb(cap)} (maxStorageBufferBindingSize ` +
-      `${mb(binding)}, maxBufferSize ${mb(buffer)}). Use a quantized (q4) model, or a browser/GPU ` +
-      'with larger limits (Chrome or Edge on a recent GPU).');
+  if (worst.piece > cap) {
+    const size = (n) => (n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${n} bytes`);
+    throw new Error(`This GPU cannot hold this model: tensor ${worst.name} needs ${size(worst.piece)} ` +
+      `in one GPU buffer even when split by rows, and this browser's GPU allows ${size(cap)} ` +
+      `(maxStorageBufferBindingSize ${size(binding)}, maxBufferSize ${size(buffer)}). Use a browser ` +
+      'with full WebGPU limits (Chrome or Edge on a recent GPU), or another device.');
   }
-  return { weight_bytes: total, largest };
+  return { weight_bytes: total, largest: worst };
 }
 
 async function headersOf(files) {
