@@ -16,12 +16,14 @@ fn root() -> PathBuf {
 struct Server {
     child: Child,
     port: u16,
+    dist: PathBuf,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dist);
     }
 }
 
@@ -59,7 +61,7 @@ fn start(extra: &[&str]) -> Server {
         .next()
         .and_then(|p| p.trim_end_matches('/').parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
-    Server { child, port }
+    Server { child, port, dist }
 }
 
 struct Reply {

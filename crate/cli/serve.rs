@@ -74,13 +74,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         csp,
         manifest: Mutex::new(None),
     });
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "qoqmed serve: http://127.0.0.1:{port}/")?;
+    let mut banner = format!("qoqmed serve: http://127.0.0.1:{port}/\n");
     if let Some(m) = &args.model {
-        writeln!(out, "  model folder {} at /model/", m.display())?;
+        banner += &format!("  model folder {} at /model/\n", m.display());
     }
-    writeln!(out, "  web app from {}; Ctrl-C stops", args.dist.display())?;
-    out.flush()?;
+    banner += &format!("  web app from {}; Ctrl-C stops\n", args.dist.display());
+    // A closed stdout (a caller that read the address and went) must not stop the server.
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     drop(out);
 
     let server = Arc::new(server);

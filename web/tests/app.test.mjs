@@ -6,6 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
+import fs from 'node:fs';
 import * as h from './harness.mjs';
 
 const MODEL = path.join(h.MODELS, 'tiny-small-vocab');
@@ -176,5 +177,31 @@ test('a link with a parameter the app cannot honour is an error', async () => {
     assert.equal(r.state, 'error');
     assert.match(r.value.error, re);
   }
+  await ctx.close();
+});
+
+test('stop ends a run within a step, and the page answers again afterwards', async () => {
+  const { ctx } = await h.context(browser);
+  const page = await ctx.newPage();
+  await page.goto(h.link(base, {
+    model: 'model/', prompt: PROMPT, instruction: 'none', temperature: '0', repetition_penalty: '1',
+    max_new_tokens: '3000', autorun: '1',
+  }));
+  await page.waitForFunction(() => document.getElementById('stream').textContent.length > 0, null, { timeout: 120_000 });
+  await page.click('#stop');
+  const r = await h.result(page);
+  assert.equal(r.state, 'done', r.message);
+  assert.equal(r.value.stop_reason, 'cancelled');
+  assert.ok(r.value.token_ids.length < 3000, `${r.value.token_ids.length} tokens after stop`);
+  assert.deepEqual(r.value.token_ids.slice(0, N), want.token_ids.slice(0, Math.min(N, r.value.token_ids.length)));
+  // A screenshot of a finished answer for the docs (web/test-results is not committed).
+  fs.mkdirSync(path.join(h.ROOT, 'web/test-results'), { recursive: true });
+  await page.screenshot({ path: path.join(h.ROOT, 'web/test-results/stopped.png'), fullPage: true });
+  if (!(await page.isVisible('#max-new-tokens'))) await page.click('text=Settings');
+  await page.fill('#max-new-tokens', String(N));
+  await page.click('#run');
+  const again = await h.result(page);
+  assert.equal(again.state, 'done', again.message);
+  assert.deepEqual(again.value.token_ids, want.token_ids);
   await ctx.close();
 });
