@@ -235,11 +235,26 @@ async function refreshCache() {
 }
 
 // ---------------------------------------------------------------- inputs
-function addInputs(files, kind) {
+/** Adds picked or dropped files. Images are decoded by the engine's readers first (as the model
+ *  will see them): a damaged file is refused with the reader's message, the rest stay usable. */
+async function addInputs(files, kind) {
   for (const f of files) {
-    const isEcg = kind === 'ecg' || /\.(hea|dat|csv|xml)$/i.test(f.name);
-    const item = { name: f.name, file: f };
-    (isEcg ? inputs.ecgs : inputs.images).push(item);
+    const isEcg = kind === 'ecg' || (kind !== 'image' && /\.(hea|dat|csv|xml)$/i.test(f.name));
+    if (isEcg) {
+      inputs.ecgs.push({ name: f.name, file: f });
+      continue;
+    }
+    try {
+      const frames = linkImageOptions.frames ?? 2;
+      const decoded = await call('read-image', { file: f, frames });
+      const previews = decoded.map((d) => ({
+        name: d.label, width: d.width, height: d.height,
+        url: URL.createObjectURL(new Blob([d.png], { type: 'image/png' })),
+      }));
+      inputs.images.push({ name: f.name, file: f, previews });
+    } catch (e) {
+      showMessage(`${f.name} cannot be used: ${e.message}`);
+    }
   }
   renderInputs();
 }
@@ -250,11 +265,20 @@ function renderInputs() {
     const el = document.createElement('span');
     el.className = 'input-item';
     el.textContent = `${kind}: ${x.name}`;
+    for (const p of x.previews ?? []) {
+      const img = document.createElement('img');
+      img.src = p.url;
+      img.alt = p.name;
+      img.title = `${p.name} (${p.width}×${p.height})`;
+      img.className = 'thumb';
+      el.prepend(img);
+    }
     const rm = document.createElement('button');
     rm.type = 'button';
     rm.textContent = '×';
     rm.title = `remove ${x.name}`;
     rm.onclick = () => {
+      for (const p of x.previews ?? []) URL.revokeObjectURL(p.url);
       inputs.images = inputs.images.filter((y) => y !== x);
       inputs.ecgs = inputs.ecgs.filter((y) => y !== x);
       renderInputs();
@@ -327,7 +351,7 @@ async function run() {
       manifest_sha256: modelInfo.manifest_sha256 ?? null,
       engine_version: modelInfo.version ?? engineVersion,
     };
-    showAnswer(answer, [], { manual: $('reveal-manual').checked });
+    showAnswer(answer, inputs.images.flatMap((x) => x.previews), { manual: $('reveal-manual').checked });
     $('stats').textContent += ` · stopped: ${answer.stop_reason}`;
     setState('done', result);
     return result;
@@ -385,12 +409,12 @@ function wire() {
       await loadModel({ kind: 'files', value: files });
     });
   }
-  $('pick-image').onchange = (e) => addInputs(e.target.files, 'image');
-  $('pick-ecg').onchange = (e) => addInputs(e.target.files, 'ecg');
+  $('pick-image').onchange = (e) => addInputs([...e.target.files], 'image');
+  $('pick-ecg').onchange = (e) => addInputs([...e.target.files], 'ecg');
   const drop = $('drop');
   drop.ondragover = (e) => { e.preventDefault(); drop.classList.add('over'); };
   drop.ondragleave = () => drop.classList.remove('over');
-  drop.ondrop = (e) => { e.preventDefault(); drop.classList.remove('over'); addInputs(e.dataTransfer.files); };
+  drop.ondrop = (e) => { e.preventDefault(); drop.classList.remove('over'); addInputs([...e.dataTransfer.files]); };
   $('run').onclick = () => guarded(run);
   $('stop').onclick = () => worker?.postMessage({ type: 'stop' });
 }
@@ -409,8 +433,8 @@ async function fromLink(link) {
     checkAllowed(link.model, 'model');
     $('model-url').value = link.model;
   }
-  for (const u of link.image) addInputs([await fetchInput(u, 'image')], 'image');
-  for (const u of link.ecg) addInputs([await fetchInput(u, 'ECG')], 'ecg');
+  for (const u of link.image) await addInputs([await fetchInput(u, 'image')], 'image');
+  for (const u of link.ecg) await addInputs([await fetchInput(u, 'ECG')], 'ecg');
   if (link.autorun === '1') {
     if (!link.model) throw new Error('autorun=1 needs model=URL (the model folder to run)');
     setState('loading');

@@ -36,12 +36,15 @@ const FALLBACK_CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-e
     worker-src 'self' blob:; connect-src 'self'; img-src 'self' blob: data:; style-src 'self'; \
     manifest-src 'self'; base-uri 'none'; form-action 'none'";
 
+/// A model folder's files as (name, size, mtime): when it changes, the manifest is recomputed.
+type FolderState = Vec<(String, u64, u128)>;
+
 struct Site {
     dist: PathBuf,
     model: Option<PathBuf>,
     csp: String,
     /// manifest.json computed for a model folder that has none: (files' sizes and mtimes, body).
-    manifest: Mutex<Option<(Vec<(String, u64, u128)>, String)>>,
+    manifest: Mutex<Option<(FolderState, String)>>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

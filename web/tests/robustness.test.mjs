@@ -166,3 +166,16 @@ test('GPU limits below the model\'s needs stop the download before it starts', a
   assert.equal(await page.textContent('#model-status'), 'No model loaded.');
   await ctx.close();
 });
+
+test('a corrupt DICOM gives a message naming it, and a good image is still taken', async () => {
+  const { ctx, page } = await readyPage();
+  // A DICOM preamble and magic, then garbage where the data set should be.
+  const bad = Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), Buffer.from('\x02\x00\x10\x00UI\xff\xffbroken')]);
+  await page.setInputFiles('#pick-image', { name: 'broken.dcm', mimeType: 'application/dicom', buffer: bad });
+  assert.match(await message(page), /broken\.dcm cannot be used/);
+  assert.equal(await page.locator('#inputs-list .input-item').count(), 0);
+  await page.setInputFiles('#pick-image', path.join(h.ROOT, 'docs/annotated_retina.jpg'));
+  await page.waitForSelector('#inputs-list .input-item img.thumb', { timeout: 60_000 });
+  assert.match(await page.textContent('#inputs-list'), /annotated_retina\.jpg/);
+  await ctx.close();
+});

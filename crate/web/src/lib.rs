@@ -259,6 +259,38 @@ impl Engine {
     }
 }
 
+/// Decodes an image, DICOM or NIfTI file as the model will take it (volumes and multi-frame files:
+/// the `frames` sampled slices), for previews and for drawing the answer's boxes. Resolves to
+/// `[{label, width, height, png}]`; a damaged or unsupported file rejects with the reader's message.
+/// Only pixels come back: DICOM patient fields are never read out.
+#[wasm_bindgen(js_name = readImage)]
+pub fn read_image(file: web_sys::File, frames: usize) -> Promise {
+    future_to_promise(async move {
+        let input = read_file(&file).await?;
+        let opts = qoqmed_imaging::ReadOptions {
+            frames,
+            window: None,
+        };
+        let images =
+            qoqmed_imaging::read_image(&input.bytes, &input.name, &opts).map_err(js_err)?;
+        let out = Array::new();
+        for img in images {
+            let rgb = img.image.to_rgb8();
+            let mut png = Vec::new();
+            rgb.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                .map_err(|e| js_err(format!("{}: preview: {e}", img.label)))?;
+            let o = js_sys::Object::new();
+            let set = |k: &str, v: JsValue| js_sys::Reflect::set(&o, &k.into(), &v);
+            set("label", img.label.into())?;
+            set("width", rgb.width().into())?;
+            set("height", rgb.height().into())?;
+            set("png", js_sys::Uint8Array::from(png.as_slice()).into())?;
+            out.push(&o);
+        }
+        Ok(out.into())
+    })
+}
+
 /// Weight files (model.safetensors or shards): what the upload progress counts.
 fn is_weights(name: &str) -> bool {
     name.ends_with(".safetensors")
