@@ -124,7 +124,8 @@ function onWorkerMessage(m) {
   if (!p) return;
   pending.delete(m.id);
   if (m.type === 'result') p.resolve(m.value);
-  else p.reject(new Error(m.message));
+  else p.reject(new Error(m.fatal ? `the engine crashed (${m.message})` : m.message));
+  if (m.fatal) crashed(`The engine crashed (${m.message})`);
 }
 
 /** A lost device or a crashed worker: say so, start a fresh worker, and reload the model. */
@@ -167,7 +168,7 @@ function setState(state, result) {
 }
 
 async function checkGpu() {
-  if (!('gpu' in navigator)) {
+  if (!navigator.gpu) {
     throw new Error('This browser has no WebGPU. Use a recent Chrome or Edge (113 or later) on ' +
       'Windows, macOS or ChromeOS, Chrome 121+ on Android, or Safari 26; in Firefox, WebGPU is on ' +
       'in version 141+ on Windows.');

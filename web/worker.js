@@ -139,6 +139,8 @@ self.onmessage = async (e) => {
     if (!engine && msg.type !== 'open' && !msg.type.endsWith('-cache')) throw new Error('the engine is not open');
     post({ id: msg.id, type: 'result', value: await handler(msg) });
   } catch (err) {
-    post({ id: msg.id, type: 'error', message: err?.message ?? String(err) });
+    // A trap (a Rust panic, wasm out of memory) leaves the module unusable: the page restarts us.
+    const fatal = err instanceof WebAssembly.RuntimeError;
+    post({ id: msg.id, type: 'error', message: err?.message ?? String(err), fatal });
   }
 };

@@ -179,3 +179,18 @@ test('a corrupt DICOM gives a message naming it, and a good image is still taken
   assert.match(await page.textContent('#inputs-list'), /annotated_retina\.jpg/);
   await ctx.close();
 });
+
+test('a browser without WebGPU is told which browsers work, before any download', async () => {
+  const { ctx } = await h.context(browser);
+  await ctx.addInitScript(() => {
+    Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined });
+  });
+  const page = await ctx.newPage();
+  const from = px.log.length;
+  await page.goto(caseLink());
+  const r = await h.result(page, 60_000);
+  assert.equal(r.state, 'error');
+  assert.match(r.message, /no WebGPU.*Chrome or Edge/s);
+  assert.deepEqual(px.log.slice(from).filter((x) => x.url.startsWith('/model/')), []);
+  await ctx.close();
+});
