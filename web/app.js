@@ -200,7 +200,8 @@ async function loadModel(src) {
     const where = src.kind === 'url' ? src.value : `${src.value.length} local files`;
     $('model-status').textContent = `Loaded ${where}: ${info.layers} layers, hidden ${info.hidden}, ` +
       `vocab ${info.vocab}, ${(info.weight_bytes / 1e6).toFixed(1)} MB of weights in ` +
-      `${info.page_load_s.toFixed(2)} s${info.cached ? ' (from this browser\'s storage)' : ''}.`;
+      `${info.page_load_s.toFixed(2)} s (weights ${info.load_s.toFixed(2)} s, GPU kernels ` +
+      `${info.compile_s.toFixed(2)} s)${info.cached ? ' from this browser\'s storage' : ''}.`;
     $('phase').textContent = '';
     $('progress').hidden = true;
     return info;

@@ -181,10 +181,12 @@ impl Engine {
             let files = ModelFiles::from_sources(sources).await.map_err(js_err)?;
             let model = Model::load(gpu, files).await.map_err(js_err)?;
             let _ = on_progress.call3(&JsValue::NULL, &"compile".into(), &0.into(), &1.into());
+            let t = web_time::Instant::now();
             request::warm_up(&model).await.map_err(js_err)?;
             model.gpu.check_errors().map_err(js_err)?;
             let summary = serde_json::json!({
                 "load_s": model.load_s,
+                "compile_s": t.elapsed().as_secs_f64(),
                 "layers": model.config.text.num_hidden_layers,
                 "hidden": model.config.text.hidden_size,
                 "vocab": model.config.text.vocab_size,
