@@ -107,6 +107,19 @@ test('an autorun link gives the native CLI greedy ids, twice, and the second tim
   }
   for (const f of stored.opfs) assert.match(f.name, /^qoqmed-models\/[^/]+\/[^/]+$/);
   for (const c of stored.cached) assert.ok(!c.url.includes('?'), `cached a URL with parameters: ${c.url}`);
+
+  // The cache list shows the model with its size; Delete empties OPFS of it.
+  await page.click('#cache summary');
+  await page.waitForFunction(() => /MB/.test(document.getElementById('cache-list').textContent), null, { timeout: 30_000 });
+  assert.match(await page.textContent('#cache-list'), /^http:\/\/127\.0\.0\.1:\d+\/model\/ — 0\.\d MB/);
+  await page.click('#cache-list button');
+  await page.waitForFunction(() => document.getElementById('cache-list').textContent === 'none', null, { timeout: 30_000 });
+  const left = await page.evaluate(async () => {
+    const names = [];
+    for await (const [name] of (await (await navigator.storage.getDirectory()).getDirectoryHandle('qoqmed-models')).entries()) names.push(name);
+    return names;
+  });
+  assert.deepEqual(left, []);
   await ctx.close();
 });
 
