@@ -324,7 +324,7 @@ function ecgRecords() {
 
 async function run() {
   if (!modelInfo) throw new Error('load a model first');
-  clearAnswer();
+  clearAnswer($('reveal-manual').checked);
   showMessage('');
   setBusy(true);
   setState('running');

@@ -15,8 +15,10 @@ export function qoqSize(w, h) {
   return [w, h];
 }
 
-export function clearAnswer() {
+/** Empties the answer area; with `manual` (predict, then reveal) the streamed text stays hidden. */
+export function clearAnswer(manual = false) {
   $('stream').textContent = '';
+  $('stream').hidden = manual;
   $('think-text').textContent = '';
   $('think').hidden = true;
   $('think').open = false;
@@ -36,10 +38,14 @@ export function showAnswer(answer, images, { manual }) {
   $('answer').textContent = answer.answer ?? '(no \\boxed{} answer)';
   $('figures').replaceChildren(...images.map((img) => figure(img, answer.boxes ?? [])));
   const reveal = () => {
+    $('stream').hidden = false;
     $('answer-block').hidden = false;
+    $('think').hidden = !answer.think;
     $('reveal').hidden = true;
   };
   if (manual) {
+    $('stream').hidden = true;
+    $('think').hidden = true;
     $('answer-block').hidden = true;
     $('reveal').hidden = false;
     $('reveal').onclick = reveal;

@@ -218,3 +218,23 @@ test('stop ends a run within a step, and the page answers again afterwards', asy
   assert.deepEqual(again.value.token_ids, want.token_ids);
   await ctx.close();
 });
+
+test('reveal=manual hides the answer until the learner asks', async () => {
+  const { ctx } = await h.context(browser);
+  const page = await ctx.newPage();
+  await page.goto(h.link(base, {
+    model: 'model/', prompt: PROMPT, instruction: 'none', temperature: '0', repetition_penalty: '1',
+    max_new_tokens: String(N), autorun: '1', reveal: 'manual',
+  }));
+  const r = await h.result(page);
+  assert.equal(r.state, 'done', r.message);
+  assert.equal(await page.isVisible('#answer-block'), false);
+  assert.equal(await page.isVisible('#stream'), false, 'the streamed answer shows before the reveal');
+  assert.equal(await page.isVisible('#reveal'), true);
+  await page.click('#reveal');
+  assert.equal(await page.isVisible('#answer-block'), true);
+  assert.equal(await page.textContent('#stream'), r.value.text);
+  assert.equal(await page.isVisible('#stream'), true);
+  assert.equal(await page.isVisible('#reveal'), false);
+  await ctx.close();
+});
