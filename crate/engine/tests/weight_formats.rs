@@ -6,7 +6,7 @@
 mod common_gpu;
 
 use common_gpu::{DTYPES, FORMATS, Rng, assert_close, encode, gpu, weight, weight_split};
-use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, Weight, WeightFormat, ops, read_buffer};
+use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, Tuning, Weight, WeightFormat, ops, read_buffer};
 
 const GUARD: f32 = 7.5;
 const GUARDS: usize = 37;
@@ -50,8 +50,9 @@ fn cpu_linear(x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, n: usize, k: us
     y
 }
 
-/// (m, n, k): GEMV narrow (k <= 128), GEMV split-k, GEMM; rows not multiples of 4/16/64.
-const SHAPES: [(usize, usize, usize); 7] = [
+/// (m, n, k): GEMV narrow (k <= 128), GEMV split-k, GEMM; rows not multiples of 4/16/64;
+/// matmul_rows' token tiles (1, 2, 4, 8: partial ones too) and row tiles (R = 1, 2, 4).
+const SHAPES: [(usize, usize, usize); 10] = [
     (1, 33, 64),
     (1, 37, 96),
     (1, 131, 160),
@@ -59,7 +60,24 @@ const SHAPES: [(usize, usize, usize); 7] = [
     (5, 33, 32),
     (70, 131, 96),
     (2, 7, 256),
+    (3, 1100, 32),
+    (1, 2100, 64),
+    (9, 67, 64),
 ];
+
+/// The adapter's own kernel choice, and the portable kernels if those differ (on lavapipe the
+/// first is matmul_rows, the second the GEMV/GEMM every browser runs).
+fn gpus() -> Vec<Gpu> {
+    let native = gpu();
+    let mut portable = gpu();
+    portable.tuning = Tuning::portable();
+    eprintln!("adapter tuning: {:?}", native.tuning);
+    if native.tuning == portable.tuning {
+        vec![native]
+    } else {
+        vec![native, portable]
+    }
+}
 
 fn check_linear(
     gpu: &Gpu,
@@ -85,13 +103,14 @@ fn check_linear(
         let want = cpu_linear(&x, &wv, with_bias.then_some(&bv[..]), m, n, k);
         assert_close(
             &format!(
-                "linear {format} m{m} n{n} k{k} parts {} bias {}",
+                "linear {format} m{m} n{n} k{k} parts {} bias {} rows kernels {}",
                 w.parts.len(),
                 if with_bias {
                     bias_format.as_str()
                 } else {
                     "none"
-                }
+                },
+                gpu.tuning.matmul_rows
             ),
             &read_guarded(gpu, &y),
             &want,
@@ -103,30 +122,32 @@ fn check_linear(
 
 #[test]
 fn linear_every_format_matches_cpu() {
-    let gpu = gpu();
     let mut rng = Rng::new(11);
-    for format in FORMATS {
-        for shape in SHAPES {
-            check_linear(&gpu, &mut rng, format, shape, None);
+    for gpu in gpus() {
+        for format in FORMATS {
+            for shape in SHAPES {
+                check_linear(&gpu, &mut rng, format, shape, None);
+            }
         }
     }
 }
 
 #[test]
 fn linear_over_a_split_weight_matches_cpu() {
-    let gpu = gpu();
     let mut rng = Rng::new(12);
-    for format in FORMATS {
-        for (m, n, k) in [(1, 131, 64), (1, 53, 160), (70, 131, 96)] {
-            // About a fifth of the weight per part, rounded to the format's row alignment.
-            let limit = (n * format.row_bytes(k) / 5) as u64;
-            check_linear(&gpu, &mut rng, format, (m, n, k), Some(limit));
+    for gpu in gpus() {
+        for format in FORMATS {
+            for (m, n, k) in [(1, 131, 64), (1, 53, 160), (70, 131, 96)] {
+                // About a fifth of the weight per part, rounded to the format's row alignment.
+                let limit = (n * format.row_bytes(k) / 5) as u64;
+                check_linear(&gpu, &mut rng, format, (m, n, k), Some(limit));
+            }
         }
-    }
-    // A 16-bit row of odd length: parts must still start on whole words.
-    for format in [WeightFormat::F16, WeightFormat::BF16] {
-        check_linear(&gpu, &mut rng, format, (3, 45, 77), Some(45 * 154 / 4));
-        check_linear(&gpu, &mut rng, format, (1, 45, 77), Some(45 * 154 / 4));
+        // A 16-bit row of odd length: parts must still start on whole words.
+        for format in [WeightFormat::F16, WeightFormat::BF16] {
+            check_linear(&gpu, &mut rng, format, (3, 45, 77), Some(45 * 154 / 4));
+            check_linear(&gpu, &mut rng, format, (1, 45, 77), Some(45 * 154 / 4));
+        }
     }
 }
 

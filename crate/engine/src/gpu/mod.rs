@@ -7,6 +7,7 @@ pub mod ops;
 mod recorder;
 mod shader;
 mod tensor;
+mod tuning;
 
 pub use context::{AdapterSummary, Gpu, list_adapters};
 pub use format::{GROUP, WeightFormat};
@@ -14,3 +15,4 @@ pub use recorder::Recorder;
 pub use recorder::grid;
 pub use shader::{PipelineKey, ShaderFamily};
 pub use tensor::{Tensor, Weight, WeightPart, map_read, read_buffer, staging_buffer};
+pub use tuning::Tuning;

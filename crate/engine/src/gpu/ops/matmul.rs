@@ -22,6 +22,26 @@ const VEC_WG: u32 = 64;
 const NARROW_K: usize = 128;
 const VEC_ROWS: u32 = 4;
 const MAT_TILE: u32 = 64;
+/// matmul_rows: invocations per workgroup; each holds R weight rows for TM tokens.
+const ROWS_WG: u32 = 64;
+
+/// (R, TM) of the matmul_rows variant for `m` tokens over `n` rows: enough workgroups to keep
+/// every core busy in decode, a register tile that pays for its loads in prefill.
+fn rows_tile(m: usize, n: usize) -> (u32, u32) {
+    match m {
+        1 => (
+            match n {
+                n if n >= 64 * 4 * 8 => 4,
+                n if n >= 64 * 2 * 8 => 2,
+                _ => 1,
+            },
+            1,
+        ),
+        2 => (2, 2),
+        3 | 4 => (2, 4),
+        _ => (2, 8),
+    }
+}
 
 /// The define selecting a bias's loader (biases are never quantized).
 fn bias_define(b: &Weight) -> Result<&'static str> {
@@ -81,8 +101,18 @@ pub fn linear(
             col0: u32_of("linear", part.rows.start)?,
             _pad: [0; 3],
         };
-        // GEMV for one token, tiled GEMM for more.
-        let (key, groups) = if m == 1 && k <= NARROW_K {
+        // CPU adapters with subgroups: matmul_rows; elsewhere GEMV for one token, tiled GEMM for more.
+        let (key, groups) = if rec.gpu.tuning.matmul_rows && k.is_multiple_of(32) {
+            let (r, tm) = rows_tile(m, rows);
+            let key = PipelineKey::new(ShaderFamily::MatmulRows, "matmul_rows")
+                .value("WG", ROWS_WG)
+                .value("R", r)
+                .value("TM", tm);
+            (
+                key,
+                [params.n.div_ceil(ROWS_WG * r), params.m.div_ceil(tm), 1],
+            )
+        } else if m == 1 && k <= NARROW_K {
             let key =
                 PipelineKey::new(ShaderFamily::Matmul, "matmul_vec_narrow").flag("VEC_NARROW");
             (

@@ -23,10 +23,10 @@ use crate::gpu::shader::PipelineKey;
 /// Adds the defines that select `format`'s weight loader (shaders/weights.wgsl).
 fn with_format(key: PipelineKey, format: WeightFormat) -> PipelineKey {
     let key = key.flag(format.define());
-    if format.is_quantized() {
-        key.flag("W_QUANT")
-    } else {
-        key
+    match format {
+        WeightFormat::Q8 | WeightFormat::Q4 => key.flag("W_QUANT"),
+        WeightFormat::F16 | WeightFormat::BF16 => key.flag("W_16"),
+        WeightFormat::F32 => key,
     }
 }
 
