@@ -250,7 +250,14 @@ impl TextModel {
             ops::rope_inplace(rec, &s.q, &s.cos, &s.sin)?;
             ops::rope_to_cache(rec, &s.k, &s.cos, &s.sin, &kv.k[l], start)?;
             ops::copy(rec, &s.v, 0, &kv.v[l], start * kvh * hd, n * kvh * hd)?;
-            ops::attention(rec, &s.q, &kv.k[l], &kv.v[l], start, &s.attn)?;
+            ops::attention(
+                rec,
+                &s.q,
+                &kv.k[l],
+                &kv.v[l],
+                ops::AttnMask::Causal { start },
+                &s.attn,
+            )?;
             ops::linear(
                 rec,
                 &s.attn.view(&[n, heads * hd])?,

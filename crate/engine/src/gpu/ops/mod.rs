@@ -9,8 +9,8 @@ mod matmul;
 mod norm;
 mod rope;
 
-pub use attention::attention;
-pub use elementwise::{add_inplace, argmax, copy, silu_mul};
+pub use attention::{AttnMask, attention};
+pub use elementwise::{add_inplace, argmax, copy, gelu, silu_mul};
 pub use embedding::embedding;
 pub use matmul::linear;
 pub use norm::rms_norm;
