@@ -4,7 +4,7 @@
 
 mod common_gpu;
 
-use common_gpu::{DTYPES, Rng, assert_close, gpu, weight};
+use common_gpu::{DTYPES, Rng, assert_close, gpu, gpus, weight};
 use qoqmed_engine::gpu::{Recorder, Tensor, WeightFormat, ops, read_buffer};
 
 fn run(gpu: &qoqmed_engine::gpu::Gpu, rec: Recorder) {
@@ -271,7 +271,10 @@ fn check_attention(
     run(gpu, rec);
     let want = cpu_attention(&q, &kc, &vc, shape, keys);
     assert_close(
-        &format!("attention {what} nq{n_q} nk{n_k} h{heads}/{kvh} hd{hd}"),
+        &format!(
+            "attention {what} nq{n_q} nk{n_k} h{heads}/{kvh} hd{hd} subgroup kernel {}",
+            gpu.tuning.attention_sg
+        ),
         &read(gpu, &out),
         &want,
         2e-6,
@@ -281,84 +284,90 @@ fn check_attention(
 
 #[test]
 fn attention_causal_gqa_matches_cpu() {
-    let gpu = gpu();
     let mut rng = Rng::new(6);
-    // (n_q, start, heads, kv_heads, head_dim, max_ctx): prefill, decode, >1 key tile, head_dim > WG.
-    for (n_q, start, heads, kvh, hd, max_ctx) in [
-        (5, 0, 6, 2, 12, 8),
-        (1, 4, 6, 3, 12, 8),
-        (3, 70, 4, 1, 16, 80),
-        (2, 1, 2, 2, 80, 5),
-        (7, 0, 3, 3, 6, 7),
-    ] {
-        check_attention(
-            &gpu,
-            &mut rng,
-            (n_q, max_ctx, heads, kvh, hd),
-            ops::AttnMask::Causal { start },
-            &|i| (0..=start + i).collect(),
-            &format!("causal start{start}"),
-        );
+    // (n_q, start, heads, kv_heads, head_dim, max_ctx): prefill, decode, >1 key tile, head_dim > WG,
+    // Qwen2.5-3B's and -7B's head grouping (8 and 7 query heads per KV head, head_dim 128).
+    for gpu in gpus() {
+        for (n_q, start, heads, kvh, hd, max_ctx) in [
+            (5, 0, 6, 2, 12, 8),
+            (1, 4, 6, 3, 12, 8),
+            (3, 70, 4, 1, 16, 80),
+            (2, 1, 2, 2, 80, 5),
+            (7, 0, 3, 3, 6, 7),
+            (2, 37, 16, 2, 128, 40),
+            (1, 20, 14, 2, 128, 21),
+        ] {
+            check_attention(
+                &gpu,
+                &mut rng,
+                (n_q, max_ctx, heads, kvh, hd),
+                ops::AttnMask::Causal { start },
+                &|i| (0..=start + i).collect(),
+                &format!("causal start{start}"),
+            );
+        }
     }
 }
 
 #[test]
 fn attention_segments_match_cpu() {
-    let gpu = gpu();
     let mut rng = Rng::new(61);
-    // Ragged segments as the vision tower's windows give them, one longer than a key tile (64),
-    // and an empty one; plus a single segment over everything (full-attention blocks).
-    let cases: [(&[usize], usize, usize, usize); 2] =
-        [(&[0, 5, 5, 21, 91, 97], 4, 2, 80), (&[0, 13], 2, 2, 16)];
-    for (cu, heads, kvh, hd) in cases {
-        let n = *cu.last().unwrap();
-        let mut bounds = Vec::new();
-        let mut seg_of = Vec::new();
-        for w in cu.windows(2) {
-            for _ in w[0]..w[1] {
-                bounds.extend([w[0] as u32, w[1] as u32]);
-                seg_of.push((w[0], w[1]));
+    for gpu in gpus() {
+        // Ragged segments as the vision tower's windows give them, one longer than a key tile (64),
+        // and an empty one; plus a single segment over everything (full-attention blocks).
+        let cases: [(&[usize], usize, usize, usize); 2] =
+            [(&[0, 5, 5, 21, 91, 97], 4, 2, 80), (&[0, 13], 2, 2, 16)];
+        for (cu, heads, kvh, hd) in cases {
+            let n = *cu.last().unwrap();
+            let mut bounds = Vec::new();
+            let mut seg_of = Vec::new();
+            for w in cu.windows(2) {
+                for _ in w[0]..w[1] {
+                    bounds.extend([w[0] as u32, w[1] as u32]);
+                    seg_of.push((w[0], w[1]));
+                }
             }
+            let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("bounds"),
+                size: (bounds.len() * 4) as u64,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            gpu.queue
+                .write_buffer(&buffer, 0, bytemuck::cast_slice(&bounds));
+            check_attention(
+                &gpu,
+                &mut rng,
+                (n, n, heads, kvh, hd),
+                ops::AttnMask::Segments { bounds: &buffer },
+                &|i| (seg_of[i].0..seg_of[i].1).collect(),
+                &format!("segments {cu:?}"),
+            );
         }
-        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("bounds"),
-            size: (bounds.len() * 4) as u64,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        gpu.queue
-            .write_buffer(&buffer, 0, bytemuck::cast_slice(&bounds));
-        check_attention(
-            &gpu,
-            &mut rng,
-            (n, n, heads, kvh, hd),
-            ops::AttnMask::Segments { bounds: &buffer },
-            &|i| (seg_of[i].0..seg_of[i].1).collect(),
-            &format!("segments {cu:?}"),
-        );
     }
 }
 
 #[test]
 fn attention_lead_or_time_matches_cpu() {
-    let gpu = gpu();
     let mut rng = Rng::new(62);
-    // ECG-JEPA's mask on small grids; 2 x 70 gives each query 71 visible keys, more than one
-    // key tile (64).
-    for (leads, patches, heads, hd) in [(3, 5, 2, 8), (8, 9, 4, 12), (2, 70, 2, 8)] {
-        let n = leads * patches;
-        check_attention(
-            &gpu,
-            &mut rng,
-            (n, n, heads, heads, hd),
-            ops::AttnMask::LeadOrTime { leads, patches },
-            &|a| {
-                (0..n)
-                    .filter(|b| a / patches == b / patches || a % patches == b % patches)
-                    .collect()
-            },
-            &format!("lead/time {leads}x{patches}"),
-        );
+    for gpu in gpus() {
+        // ECG-JEPA's mask on small grids; 2 x 70 gives each query 71 visible keys, more than one
+        // key tile (64).
+        for (leads, patches, heads, hd) in [(3, 5, 2, 8), (8, 9, 4, 12), (2, 70, 2, 8)] {
+            let n = leads * patches;
+            check_attention(
+                &gpu,
+                &mut rng,
+                (n, n, heads, heads, hd),
+                ops::AttnMask::LeadOrTime { leads, patches },
+                &|a| {
+                    (0..n)
+                        .filter(|b| a / patches == b / patches || a % patches == b % patches)
+                        .collect()
+                },
+                &format!("lead/time {leads}x{patches}"),
+            );
+        }
     }
 }
 

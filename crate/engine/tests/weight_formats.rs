@@ -5,8 +5,8 @@
 
 mod common_gpu;
 
-use common_gpu::{DTYPES, FORMATS, Rng, assert_close, encode, gpu, weight, weight_split};
-use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, Tuning, Weight, WeightFormat, ops, read_buffer};
+use common_gpu::{DTYPES, FORMATS, Rng, assert_close, encode, gpu, gpus, weight, weight_split};
+use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, Weight, WeightFormat, ops, read_buffer};
 
 const GUARD: f32 = 7.5;
 const GUARDS: usize = 37;
@@ -64,20 +64,6 @@ const SHAPES: [(usize, usize, usize); 10] = [
     (1, 2100, 64),
     (9, 67, 64),
 ];
-
-/// The adapter's own kernel choice, and the portable kernels if those differ (on lavapipe the
-/// first is matmul_rows, the second the GEMV/GEMM every browser runs).
-fn gpus() -> Vec<Gpu> {
-    let native = gpu();
-    let mut portable = gpu();
-    portable.tuning = Tuning::portable();
-    eprintln!("adapter tuning: {:?}", native.tuning);
-    if native.tuning == portable.tuning {
-        vec![native]
-    } else {
-        vec![native, portable]
-    }
-}
 
 fn check_linear(
     gpu: &Gpu,

@@ -4,6 +4,7 @@
 mod context;
 mod format;
 pub mod ops;
+pub mod probe;
 mod recorder;
 mod shader;
 mod tensor;

@@ -13,6 +13,9 @@ pub struct Tuning {
     /// Linear layers on `matmul_rows` (lanes over weight rows, x spread by subgroupBroadcast):
     /// CPU adapters with subgroups of a multiple of 8 lanes.
     pub matmul_rows: bool,
+    /// Attention as one 8-lane subgroup per (query, KV head) with vec4 loads and no barriers
+    /// (`attention_sg`): CPU adapters with subgroups of a multiple of 8 lanes.
+    pub attention_sg: bool,
 }
 
 impl Tuning {
@@ -21,10 +24,12 @@ impl Tuning {
         let subgroup = features
             .contains(wgpu::Features::SUBGROUP)
             .then_some(info.subgroup_min_size);
+        let lanes8 = cpu && subgroup.is_some_and(|s| s >= 8 && s.is_power_of_two());
         Self {
             cpu,
             subgroup,
-            matmul_rows: cpu && subgroup.is_some_and(|s| s >= 8 && s.is_power_of_two()),
+            matmul_rows: lanes8,
+            attention_sg: lanes8,
         }
     }
 
@@ -34,6 +39,7 @@ impl Tuning {
             cpu: false,
             subgroup: None,
             matmul_rows: false,
+            attention_sg: false,
         }
     }
 }

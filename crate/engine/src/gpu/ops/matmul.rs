@@ -66,6 +66,20 @@ pub fn linear(
     bias: Option<&Weight>,
     y: &Tensor,
 ) -> Result<()> {
+    let rows_kernels = rec.gpu.tuning.matmul_rows;
+    linear_variant(rec, x, w, bias, y, rows_kernels)
+}
+
+/// [`linear`] with the variant family given: `rows_kernels` picks matmul_rows where the shape
+/// allows (the adapter must support it), otherwise the portable GEMV / GEMM.
+pub(crate) fn linear_variant(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Weight,
+    bias: Option<&Weight>,
+    y: &Tensor,
+    rows_kernels: bool,
+) -> Result<()> {
     let [n, k] = w.shape[..] else {
         return Err(Error::shape(
             "linear",
@@ -102,7 +116,7 @@ pub fn linear(
             _pad: [0; 3],
         };
         // CPU adapters with subgroups: matmul_rows; elsewhere GEMV for one token, tiled GEMM for more.
-        let (key, groups) = if rec.gpu.tuning.matmul_rows && k.is_multiple_of(32) {
+        let (key, groups) = if rows_kernels && k.is_multiple_of(32) {
             let (r, tm) = rows_tile(m, rows);
             let key = PipelineKey::new(ShaderFamily::MatmulRows, "matmul_rows")
                 .value("WG", ROWS_WG)

@@ -5,7 +5,7 @@
 mod attention;
 mod elementwise;
 mod embedding;
-mod matmul;
+pub(crate) mod matmul;
 mod norm;
 mod rope;
 
