@@ -23,59 +23,67 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;       // (m, k)
-@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;       // (n, k) packed, this part's rows
+@group(0) @binding(2) var<storage, read> w0: array<vec4<u32>>;      // (n, k) packed, this part's rows
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;       // (m, y_stride)
 #ifdef BIAS
 @group(0) @binding(4) var<storage, read> bias: array<u32>;          // (y_stride) packed, B_* format
 #endif
 #ifdef W_QUANT
-@group(0) @binding(5) var<storage, read> w_scales: array<u32>;      // (n, k / 32) f16 pairs
+@group(0) @binding(5) var<storage, read> s0: array<u32>;            // (n, k / 32) f16 pairs
+#endif
+// GATE_UP: y = silu(x gate^T) * (x up^T) in one pass; w0/s0 hold gate's rows, w1/s1 up's.
+#ifdef GATE_UP
+@group(0) @binding(6) var<storage, read> w1: array<vec4<u32>>;      // (n, k) packed, up's part
+#ifdef W_QUANT
+@group(0) @binding(7) var<storage, read> s1: array<u32>;            // (n, k / 32) f16 pairs
+#endif
 #endif
 
 #include bias
 
+#for b in NW
 // Group gi (= row * k / 32 + g) of the weight: 32 consecutive values of one row, as 8 vec4.
 #ifdef W_QUANT
-fn scale_of(gi: u32) -> f32 {
-    return unpack2x16float(w_scales[gi >> 1u])[gi & 1u];
+fn scale_of${b}(gi: u32) -> f32 {
+    return unpack2x16float(s${b}[gi >> 1u])[gi & 1u];
 }
 #endif
 
 #ifdef W_Q4
-fn nibbles(word: u32, shift: vec4<u32>, s: f32) -> vec4<f32> {
+fn nibbles${b}(word: u32, shift: vec4<u32>, s: f32) -> vec4<f32> {
     return (vec4<f32>((vec4<u32>(word) >> shift) & vec4<u32>(15u)) - 8.0) * s;
 }
 
-fn wgroup(gi: u32) -> array<vec4<f32>, 8> {
-    let q = w[gi];
-    let s = scale_of(gi);
+fn wgroup${b}(gi: u32) -> array<vec4<f32>, 8> {
+    let q = w${b}[gi];
+    let s = scale_of${b}(gi);
     let lo = vec4<u32>(0u, 4u, 8u, 12u);
     let hi = vec4<u32>(16u, 20u, 24u, 28u);
     return array<vec4<f32>, 8>(
-        nibbles(q.x, lo, s), nibbles(q.x, hi, s), nibbles(q.y, lo, s), nibbles(q.y, hi, s),
-        nibbles(q.z, lo, s), nibbles(q.z, hi, s), nibbles(q.w, lo, s), nibbles(q.w, hi, s));
+        nibbles${b}(q.x, lo, s), nibbles${b}(q.x, hi, s), nibbles${b}(q.y, lo, s), nibbles${b}(q.y, hi, s),
+        nibbles${b}(q.z, lo, s), nibbles${b}(q.z, hi, s), nibbles${b}(q.w, lo, s), nibbles${b}(q.w, hi, s));
 }
 #endif
 
 #ifdef W_Q8
-fn bytes4(word: u32, s: f32) -> vec4<f32> {
+fn bytes4${b}(word: u32, s: f32) -> vec4<f32> {
     // Each signed byte moved to the top of an i32, then arithmetic-shifted back down.
     let b = bitcast<vec4<i32>>(vec4<u32>(word) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u);
     return vec4<f32>(b) * s;
 }
 
-fn wgroup(gi: u32) -> array<vec4<f32>, 8> {
-    let a = w[2u * gi];
-    let b = w[2u * gi + 1u];
-    let s = scale_of(gi);
+fn wgroup${b}(gi: u32) -> array<vec4<f32>, 8> {
+    let a = w${b}[2u * gi];
+    let b = w${b}[2u * gi + 1u];
+    let s = scale_of${b}(gi);
     return array<vec4<f32>, 8>(
-        bytes4(a.x, s), bytes4(a.y, s), bytes4(a.z, s), bytes4(a.w, s),
-        bytes4(b.x, s), bytes4(b.y, s), bytes4(b.z, s), bytes4(b.w, s));
+        bytes4${b}(a.x, s), bytes4${b}(a.y, s), bytes4${b}(a.z, s), bytes4${b}(a.w, s),
+        bytes4${b}(b.x, s), bytes4${b}(b.y, s), bytes4${b}(b.z, s), bytes4${b}(b.w, s));
 }
 #endif
 
 #ifdef W_F16
-fn halves(q: vec4<u32>) -> array<vec4<f32>, 2> {
+fn halves${b}(q: vec4<u32>) -> array<vec4<f32>, 2> {
     return array<vec4<f32>, 2>(
         vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)),
         vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w)));
@@ -83,7 +91,7 @@ fn halves(q: vec4<u32>) -> array<vec4<f32>, 2> {
 #endif
 
 #ifdef W_BF16
-fn halves(q: vec4<u32>) -> array<vec4<f32>, 2> {
+fn halves${b}(q: vec4<u32>) -> array<vec4<f32>, 2> {
     // bf16 is the top half of an f32; the even element sits in the low half of the word.
     let lo = bitcast<vec4<f32>>(q << vec4<u32>(16u));
     let hi = bitcast<vec4<f32>>(q & vec4<u32>(0xffff0000u));
@@ -93,25 +101,26 @@ fn halves(q: vec4<u32>) -> array<vec4<f32>, 2> {
 #endif
 
 #ifdef W_16
-fn wgroup(gi: u32) -> array<vec4<f32>, 8> {
-    let a = halves(w[4u * gi]);
-    let b = halves(w[4u * gi + 1u]);
-    let c = halves(w[4u * gi + 2u]);
-    let d = halves(w[4u * gi + 3u]);
+fn wgroup${b}(gi: u32) -> array<vec4<f32>, 8> {
+    let a = halves${b}(w${b}[4u * gi]);
+    let b = halves${b}(w${b}[4u * gi + 1u]);
+    let c = halves${b}(w${b}[4u * gi + 2u]);
+    let d = halves${b}(w${b}[4u * gi + 3u]);
     return array<vec4<f32>, 8>(a[0], a[1], b[0], b[1], c[0], c[1], d[0], d[1]);
 }
 #endif
 
 #ifdef W_F32
-fn wgroup(gi: u32) -> array<vec4<f32>, 8> {
+fn wgroup${b}(gi: u32) -> array<vec4<f32>, 8> {
     let i = 8u * gi;
     return array<vec4<f32>, 8>(
-        bitcast<vec4<f32>>(w[i]), bitcast<vec4<f32>>(w[i + 1u]),
-        bitcast<vec4<f32>>(w[i + 2u]), bitcast<vec4<f32>>(w[i + 3u]),
-        bitcast<vec4<f32>>(w[i + 4u]), bitcast<vec4<f32>>(w[i + 5u]),
-        bitcast<vec4<f32>>(w[i + 6u]), bitcast<vec4<f32>>(w[i + 7u]));
+        bitcast<vec4<f32>>(w${b}[i]), bitcast<vec4<f32>>(w${b}[i + 1u]),
+        bitcast<vec4<f32>>(w${b}[i + 2u]), bitcast<vec4<f32>>(w${b}[i + 3u]),
+        bitcast<vec4<f32>>(w${b}[i + 4u]), bitcast<vec4<f32>>(w${b}[i + 5u]),
+        bitcast<vec4<f32>>(w${b}[i + 6u]), bitcast<vec4<f32>>(w${b}[i + 7u]));
 }
 #endif
+#end
 
 // One workgroup: WG * R weight rows (lane li holds rows base + r * WG) by TM tokens from m0.
 @compute @workgroup_size(WG)
@@ -134,11 +143,17 @@ fn matmul_rows(
     let x${t} = min(m0 + ${t}u, p.m - 1u) * kv + lane;
 #for r in R
     var acc${r}_${t} = 0.0;
+#ifdef GATE_UP
+    var up${r}_${t} = 0.0;
+#endif
 #end
 #end
     for (var g = 0u; g < groups; g++) {
 #for r in R
-        let w${r} = wgroup(row${r} + g);
+        let w${r} = wgroup0(row${r} + g);
+#ifdef GATE_UP
+        let u${r} = wgroup1(row${r} + g);
+#endif
 #end
 #for t in TM
         let xl${t} = x[x${t} + 8u * g];
@@ -152,6 +167,12 @@ fn matmul_rows(
             + dot(w${r}[2], xb${t}[2]) + dot(w${r}[3], xb${t}[3])
             + dot(w${r}[4], xb${t}[4]) + dot(w${r}[5], xb${t}[5])
             + dot(w${r}[6], xb${t}[6]) + dot(w${r}[7], xb${t}[7]);
+#ifdef GATE_UP
+        up${r}_${t} += dot(u${r}[0], xb${t}[0]) + dot(u${r}[1], xb${t}[1])
+            + dot(u${r}[2], xb${t}[2]) + dot(u${r}[3], xb${t}[3])
+            + dot(u${r}[4], xb${t}[4]) + dot(u${r}[5], xb${t}[5])
+            + dot(u${r}[6], xb${t}[6]) + dot(u${r}[7], xb${t}[7]);
+#endif
 #end
 #end
     }
@@ -161,7 +182,12 @@ fn matmul_rows(
         let b = bias_at(col);
 #for t in TM
         if (m0 + ${t}u < p.m) {
+#ifdef GATE_UP
+            let gv = acc${r}_${t};
+            y[(m0 + ${t}u) * p.y_stride + col] = gv / (1.0 + exp(-gv)) * up${r}_${t};
+#else
             y[(m0 + ${t}u) * p.y_stride + col] = acc${r}_${t} + b;
+#endif
         }
 #end
     }

@@ -207,16 +207,8 @@ fn forward<'a>(
             Box::new(move |r| ops::rms_norm(r, &a.x, &l.norm2, 1e-6, &a.h)),
         ));
         v.push((
-            "linear gate",
-            Box::new(move |r| ops::linear(r, &a.h, &l.gate, None, &a.gate)),
-        ));
-        v.push((
-            "linear up",
-            Box::new(move |r| ops::linear(r, &a.h, &l.up, None, &a.up)),
-        ));
-        v.push((
-            "silu_mul",
-            Box::new(move |r| ops::silu_mul(r, &a.gate, &a.up, &a.act)),
+            "gate_up_silu",
+            Box::new(move |r| ops::gate_up_silu(r, &a.h, &l.gate, &l.up, &a.act, &a.gate, &a.up)),
         ));
         v.push((
             "linear down",

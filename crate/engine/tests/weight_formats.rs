@@ -361,3 +361,43 @@ fn bad_weights_are_clear_errors() {
         .to_string();
     assert!(e.contains("qbias") && e.contains("q8"), "{e}");
 }
+
+#[test]
+fn gate_up_silu_matches_cpu() {
+    let mut rng = Rng::new(16);
+    for gpu in gpus() {
+        for format in FORMATS {
+            for (m, n, k, split) in [(1, 37, 64, false), (1, 600, 96, true), (20, 67, 96, false)] {
+                let limit = split.then_some((n * format.row_bytes(k) / 3) as u64);
+                let x = rng.vec(m * k, 1.0);
+                let (gv, g) = weight_split(&gpu, &mut rng, "gate", &[n, k], format, 0.5, limit);
+                let (uv, u) = weight_split(&gpu, &mut rng, "up", &[n, k], format, 0.5, limit);
+                let xt = Tensor::from_f32(&gpu, &x, &[m, k], "x").unwrap();
+                let out = guarded(&gpu, &[m, n]);
+                let tmp = |name| Tensor::zeros(&gpu, &[m, n], name).unwrap();
+                let (gt, ut) = (tmp("gate_out"), tmp("up_out"));
+                let mut rec = Recorder::new(&gpu);
+                ops::gate_up_silu(&mut rec, &xt, &g, &u, &out, &gt, &ut).unwrap();
+                rec.submit().unwrap();
+                let gw = cpu_linear(&x, &gv, None, m, n, k);
+                let uw = cpu_linear(&x, &uv, None, m, n, k);
+                let want: Vec<f32> = gw
+                    .iter()
+                    .zip(&uw)
+                    .map(|(g, u)| (*g as f64 / (1.0 + (-*g as f64).exp()) * *u as f64) as f32)
+                    .collect();
+                assert_close(
+                    &format!(
+                        "gate_up_silu {format} m{m} n{n} k{k} parts {} rows kernels {}",
+                        g.parts.len(),
+                        gpu.tuning.matmul_rows
+                    ),
+                    &read_guarded(&gpu, &out),
+                    &want,
+                    2e-5,
+                    1e-5,
+                );
+            }
+        }
+    }
+}

@@ -273,9 +273,8 @@ impl TextModel {
                 cfg.rms_norm_eps,
                 &s.h,
             )?;
-            ops::linear(rec, &s.h, &layer.gate_proj.w, None, &s.gate)?;
-            ops::linear(rec, &s.h, &layer.up_proj.w, None, &s.up)?;
-            ops::silu_mul(rec, &s.gate, &s.up, &s.act)?;
+            let (gate, up) = (&layer.gate_proj.w, &layer.up_proj.w);
+            ops::gate_up_silu(rec, &s.h, gate, up, &s.act, &s.gate, &s.up)?;
             ops::linear(rec, &s.act, &layer.down_proj.w, None, &s.o)?;
             ops::add_inplace(rec, &s.x, &s.o)?;
             tap(rec, format!("layer.{l}"), &s.x)?;

@@ -39,7 +39,8 @@ fn rows_tile(m: usize, n: usize) -> (u32, u32) {
         ),
         2 => (2, 2),
         3 | 4 => (2, 4),
-        _ => (2, 8),
+        5..=8 => (4, 8),
+        _ => (4, 16),
     }
 }
 
@@ -121,7 +122,8 @@ pub(crate) fn linear_variant(
             let key = PipelineKey::new(ShaderFamily::MatmulRows, "matmul_rows")
                 .value("WG", ROWS_WG)
                 .value("R", r)
-                .value("TM", tm);
+                .value("TM", tm)
+                .value("NW", 1);
             (
                 key,
                 [params.n.div_ceil(ROWS_WG * r), params.m.div_ceil(tm), 1],
@@ -151,6 +153,87 @@ pub(crate) fn linear_variant(
         if let Some(s) = &part.scales {
             buffers.push((5, s));
         }
+        rec.dispatch(&key, &params, &buffers, groups)?;
+    }
+    Ok(())
+}
+
+/// out (m, n) = silu(x gate^T) * (x up^T): the first half of a SiLU-gated MLP, gate and up (n, k)
+/// of one format. Where matmul_rows runs it is one fused pass over x (GATE_UP: each lane holds
+/// gate and up rows, x is spread once for both); elsewhere two linears into `gate_out` / `up_out`
+/// (m, n) and silu_mul.
+pub fn gate_up_silu(
+    rec: &mut Recorder,
+    x: &Tensor,
+    gate: &Weight,
+    up: &Weight,
+    out: &Tensor,
+    gate_out: &Tensor,
+    up_out: &Tensor,
+) -> Result<()> {
+    let same = gate.shape == up.shape
+        && gate.format == up.format
+        && gate
+            .parts
+            .iter()
+            .map(|p| &p.rows)
+            .eq(up.parts.iter().map(|p| &p.rows));
+    let [n, k] = gate.shape[..] else {
+        return Err(Error::shape(
+            "gate_up_silu",
+            format!(
+                "{} has shape {:?}, expected (out, in)",
+                gate.name, gate.shape
+            ),
+        ));
+    };
+    if !same || !rec.gpu.tuning.matmul_rows || !k.is_multiple_of(32) {
+        linear(rec, x, gate, None, gate_out)?;
+        linear(rec, x, up, None, up_out)?;
+        return super::silu_mul(rec, gate_out, up_out, out);
+    }
+    if x.shape.last() != Some(&k) {
+        return Err(Error::shape(
+            "gate_up_silu",
+            format!(
+                "x has shape {:?} but {} takes {k} inputs",
+                x.shape, gate.name
+            ),
+        ));
+    }
+    let m = x.numel() / k;
+    expect("gate_up_silu", "out", &[out.numel()], &[m * n])?;
+    for (pg, pu) in gate.parts.iter().zip(&up.parts) {
+        let rows = pg.rows.len();
+        // Two rows (gate and up) per pair: half matmul_rows' pair count for the same registers.
+        let (r, tm) = rows_tile(m, rows);
+        let r = (r / 2).max(1);
+        let params = Params {
+            m: u32_of("gate_up_silu", m)?,
+            n: u32_of("gate_up_silu", rows)?,
+            k: u32_of("gate_up_silu", k)?,
+            y_stride: u32_of("gate_up_silu", n)?,
+            col0: u32_of("gate_up_silu", pg.rows.start)?,
+            _pad: [0; 3],
+        };
+        let key = PipelineKey::new(ShaderFamily::MatmulRows, "matmul_rows")
+            .value("WG", ROWS_WG)
+            .value("R", r)
+            .value("TM", tm)
+            .value("NW", 2)
+            .flag("GATE_UP");
+        let key = with_format(key, gate.format);
+        let mut buffers = vec![
+            (1, &x.buffer),
+            (2, &pg.values),
+            (3, &out.buffer),
+            (6, &pu.values),
+        ];
+        if let (Some(sg), Some(su)) = (&pg.scales, &pu.scales) {
+            buffers.push((5, sg));
+            buffers.push((7, su));
+        }
+        let groups = [params.n.div_ceil(ROWS_WG * r), params.m.div_ceil(tm), 1];
         rec.dispatch(&key, &params, &buffers, groups)?;
     }
     Ok(())

@@ -12,7 +12,7 @@ mod rope;
 pub use attention::{AttnMask, attention};
 pub use elementwise::{add_inplace, argmax, copy, gelu, silu_mul};
 pub use embedding::embedding;
-pub use matmul::linear;
+pub use matmul::{gate_up_silu, linear};
 pub use norm::rms_norm;
 pub use rope::{rope_inplace, rope_to_cache};
 
