@@ -20,15 +20,52 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+// KV_F16: k and v hold f16 pairs (the f16 KV cache), unpacked to f32 on load.
 #ifdef SG_LANES
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;          // (n_q, heads, HD / 4)
+#ifdef KV_F16
+@group(0) @binding(2) var<storage, read> k_cache: array<vec2<u32>>;    // (n_k, kv_heads, HD / 4) f16 x4
+@group(0) @binding(3) var<storage, read> v_cache: array<vec2<u32>>;    // (n_k, kv_heads, HD / 4) f16 x4
+fn k_at(i: u32) -> vec4<f32> {
+    let w = k_cache[i];
+    return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+}
+fn v_at(i: u32) -> vec4<f32> {
+    let w = v_cache[i];
+    return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+}
+#else
 @group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>;    // (n_k, kv_heads, HD / 4)
 @group(0) @binding(3) var<storage, read> v_cache: array<vec4<f32>>;    // (n_k, kv_heads, HD / 4)
+fn k_at(i: u32) -> vec4<f32> {
+    return k_cache[i];
+}
+fn v_at(i: u32) -> vec4<f32> {
+    return v_cache[i];
+}
+#endif
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;  // (n_q, heads, HD / 4)
 #else
 @group(0) @binding(1) var<storage, read> q: array<f32>;          // (n_q, heads, HD)
+#ifdef KV_F16
+@group(0) @binding(2) var<storage, read> k_cache: array<u32>;    // (n_k, kv_heads, HD / 2) f16 pairs
+@group(0) @binding(3) var<storage, read> v_cache: array<u32>;    // (n_k, kv_heads, HD / 2) f16 pairs
+fn k_at(i: u32) -> f32 {
+    return unpack2x16float(k_cache[i >> 1u])[i & 1u];
+}
+fn v_at(i: u32) -> f32 {
+    return unpack2x16float(v_cache[i >> 1u])[i & 1u];
+}
+#else
 @group(0) @binding(2) var<storage, read> k_cache: array<f32>;    // (n_k, kv_heads, HD)
 @group(0) @binding(3) var<storage, read> v_cache: array<f32>;    // (n_k, kv_heads, HD)
+fn k_at(i: u32) -> f32 {
+    return k_cache[i];
+}
+fn v_at(i: u32) -> f32 {
+    return v_cache[i];
+}
+#endif
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;  // (n_q, heads, HD)
 #endif
 #ifdef MASK_SEGMENTS
@@ -127,7 +164,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             let k_base = key_row(i, t) * kv_stride + kvh * HD;
             var dot = 0.0;
             for (var d = 0u; d < HD; d++) {
-                dot += q_s[d] * k_cache[k_base + d];
+                dot += q_s[d] * k_at(k_base + d);
             }
             s = dot * p.scale;
         }
@@ -146,7 +183,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             var a = acc[j] * rescale;
             if (d < HD) {
                 for (var u = 0u; u < tile_len; u++) {
-                    a += p_s[u] * v_cache[key_row(i, t0 + u) * kv_stride + kvh * HD + d];
+                    a += p_s[u] * v_at(key_row(i, t0 + u) * kv_stride + kvh * HD + d);
                 }
             }
             acc[j] = a;
@@ -197,8 +234,8 @@ fn attention_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocat
     for (var j = 0u; j < n_keys; j++) {
         let kv = (key_row(i, j) * p.kv_heads + kvh) * NV;
 #for c in VPL
-        let k${c} = k_cache[kv + d${c}];
-        let v${c} = v_cache[kv + d${c}];
+        let k${c} = k_at(kv + d${c});
+        let v${c} = v_at(kv + d${c});
 #end
 #for h in G
         var part${h} = 0.0;

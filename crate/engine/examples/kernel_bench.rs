@@ -4,7 +4,7 @@
 //!
 //! cargo run --release -p qoqmed-engine --example kernel_bench -- \
 //!     [--config 3b|7b] [--format q4|q8|f16|bf16|f32] [--layers 2] [--vocab 16384] \
-//!     [--prompt 128] [--context 256] [--reps 3] [--portable]
+//!     [--prompt 128] [--context 256] [--kv f32|f16] [--reps 3] [--portable]
 //!
 //! "cpu ms" is the CPU time of all this process's threads (Linux /proc): on a software adapter it
 //! is the work done, independent of how busy the machine is; wall ms depends on the neighbours.
@@ -350,6 +350,15 @@ fn main() {
         }
     }
 
+    let kv_f16 = arg(&args, "--kv", "f32".to_string()) == "f16";
+    let cache = |gpu: &Gpu, name: &str| {
+        let shape = [context, s.kv_heads, s.head_dim];
+        if kv_f16 {
+            Tensor::zeros_f16(gpu, &shape, name).unwrap()
+        } else {
+            Tensor::zeros(gpu, &shape, name).unwrap()
+        }
+    };
     let layers: Vec<Layer> = (0..n_layers)
         .map(|i| {
             let lw = |n, k, name: &str| {
@@ -366,10 +375,8 @@ fn main() {
                 gate: lw(s.inter, s.hidden, "gate"),
                 up: lw(s.inter, s.hidden, "up"),
                 down: lw(s.hidden, s.inter, "down"),
-                k_cache: Tensor::zeros(&gpu, &[context, s.kv_heads, s.head_dim], "k_cache")
-                    .unwrap(),
-                v_cache: Tensor::zeros(&gpu, &[context, s.kv_heads, s.head_dim], "v_cache")
-                    .unwrap(),
+                k_cache: cache(&gpu, "k_cache"),
+                v_cache: cache(&gpu, "v_cache"),
             }
         })
         .collect();

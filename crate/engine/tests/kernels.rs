@@ -464,3 +464,105 @@ fn argmax_picks_first_maximum() {
         assert_eq!(got as usize, want, "row {row}");
     }
 }
+
+fn f16_round(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+}
+
+fn read_f16(gpu: &qoqmed_engine::gpu::Gpu, t: &Tensor) -> Vec<f32> {
+    let bytes = pollster::block_on(read_buffer(gpu, &t.buffer, 0, (t.numel() * 2) as u64));
+    bytes
+        .unwrap()
+        .chunks_exact(2)
+        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+        .collect()
+}
+
+#[test]
+fn f16_cache_writes_and_attention_match_cpu() {
+    let mut rng = Rng::new(9);
+    for gpu in gpus() {
+        // rope_to_cache and copy into f16 caches, around untouched (zero) rows.
+        let (n, heads, hd, max_ctx, start) = (3, 2, 16, 7, 2);
+        let x = rng.vec(n * heads * hd, 1.0);
+        let angles = rng.vec(n * hd / 2, 3.0);
+        let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
+        let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
+        let xt = Tensor::from_f32(&gpu, &x, &[n, heads, hd], "x").unwrap();
+        let ct = Tensor::from_f32(&gpu, &cos, &[n, hd / 2], "cos").unwrap();
+        let st = Tensor::from_f32(&gpu, &sin, &[n, hd / 2], "sin").unwrap();
+        let kc = Tensor::zeros_f16(&gpu, &[max_ctx, heads, hd], "k").unwrap();
+        let vc = Tensor::zeros_f16(&gpu, &[max_ctx, heads, hd], "v").unwrap();
+        assert!(kc.is_f16() && !xt.is_f16());
+        let mut rec = Recorder::new(&gpu);
+        ops::rope_to_cache(&mut rec, &xt, &ct, &st, &kc, start).unwrap();
+        ops::copy(&mut rec, &xt, 0, &vc, start * heads * hd, n * heads * hd).unwrap();
+        run(&gpu, rec);
+        let row = heads * hd;
+        let mut want_k = vec![0.0; max_ctx * row];
+        want_k[start * row..][..n * row]
+            .copy_from_slice(&f16_round(&cpu_rope(&x, &cos, &sin, n, heads, hd)));
+        let mut want_v = vec![0.0; max_ctx * row];
+        want_v[start * row..][..n * row].copy_from_slice(&f16_round(&x));
+        // The rotation is computed in f32 then rounded once: at most one f16 step apart.
+        assert_close(
+            "rope into f16 cache",
+            &read_f16(&gpu, &kc),
+            &want_k,
+            1e-3,
+            1e-3,
+        );
+        assert_close(
+            "copy into f16 cache",
+            &read_f16(&gpu, &vc),
+            &want_v,
+            0.0,
+            0.0,
+        );
+
+        // Attention over f16 K/V equals the f64 reference on the same rounded values.
+        for (n_q, start, heads, kvh, hd, max_ctx) in [(3, 5, 6, 2, 16, 9), (1, 30, 16, 2, 128, 31)]
+        {
+            let q = rng.vec(n_q * heads * hd, 2.0);
+            let k = f16_round(&rng.vec(max_ctx * kvh * hd, 2.0));
+            let v = f16_round(&rng.vec(max_ctx * kvh * hd, 1.0));
+            let to_f16 = |vals: &[f32], name| {
+                let t = Tensor::zeros_f16(&gpu, &[max_ctx, kvh, hd], name).unwrap();
+                let bytes: Vec<u8> = vals
+                    .iter()
+                    .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                    .collect();
+                gpu.queue.write_buffer(&t.buffer, 0, &bytes);
+                t
+            };
+            let (kt, vt) = (to_f16(&k, "k"), to_f16(&v, "v"));
+            let qt = Tensor::from_f32(&gpu, &q, &[n_q, heads, hd], "q").unwrap();
+            let out =
+                Tensor::from_f32(&gpu, &vec![f32::NAN; q.len()], &[n_q, heads, hd], "o").unwrap();
+            let mut rec = Recorder::new(&gpu);
+            ops::attention(
+                &mut rec,
+                &qt,
+                &kt,
+                &vt,
+                ops::AttnMask::Causal { start },
+                &out,
+            )
+            .unwrap();
+            run(&gpu, rec);
+            let want = cpu_attention(&q, &k, &v, (n_q, max_ctx, heads, kvh, hd), &|i| {
+                (0..=start + i).collect()
+            });
+            assert_close(
+                &format!(
+                    "attention f16 kv nq{n_q} h{heads}/{kvh} hd{hd} subgroup kernel {}",
+                    gpu.tuning.attention_sg
+                ),
+                &read(&gpu, &out),
+                &want,
+                2e-6,
+                1e-5,
+            );
+        }
+    }
+}

@@ -90,6 +90,17 @@ pub fn attention(
         PipelineKey::new(ShaderFamily::Attention, "attention").value("WG", WG)
     }
     .value("HD", u32_of("attention", hd)?);
+    // An f16 KV cache (Tensor::zeros_f16) is read as f16 pairs; q and out stay f32.
+    let key = match (k.is_f16(), v.is_f16()) {
+        (false, false) => key,
+        (true, true) => key.flag("KV_F16"),
+        _ => {
+            return Err(Error::shape(
+                "attention",
+                "k and v must both be f32 or both f16".to_string(),
+            ));
+        }
+    };
     let groups = if sg {
         [p.kv_heads, p.n_q, 1]
     } else {
