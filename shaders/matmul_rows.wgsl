@@ -122,6 +122,7 @@ fn wgroup${b}(gi: u32) -> array<vec4<f32>, 8> {
 #endif
 #end
 
+#ifndef SPLITK
 // One workgroup: WG * R weight rows (lane li holds rows base + r * WG) by TM tokens from m0.
 @compute @workgroup_size(WG)
 fn matmul_rows(
@@ -193,3 +194,53 @@ fn matmul_rows(
     }
 #end
 }
+#endif
+
+#ifdef SPLITK
+// The portable decode GEMV (one token) for rows of whole groups, every adapter: R rows per
+// workgroup, the row's 32-value groups split over the WG invocations (neighbouring invocations
+// read neighbouring 16-byte words), each group decoded by the same loaders as above, partial sums
+// reduced through workgroup memory (browsers have no subgroups).
+var<workgroup> red: array<f32, WG * R>;
+
+@compute @workgroup_size(WG)
+fn matmul_splitk(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let groups = p.k / 32u;
+    let n0 = (wid.x + wid.y * nwg.x) * R;
+#for r in R
+    let row${r} = min(n0 + ${r}u, p.n - 1u) * groups;
+    var acc${r} = 0.0;
+#end
+    for (var g = li; g < groups; g += WG) {
+        let xb = 8u * g;
+        let xv = array<vec4<f32>, 8>(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u],
+                                     x[xb + 4u], x[xb + 5u], x[xb + 6u], x[xb + 7u]);
+#for r in R
+        let w${r} = wgroup0(row${r} + g);
+        acc${r} += dot(w${r}[0], xv[0]) + dot(w${r}[1], xv[1]) + dot(w${r}[2], xv[2])
+            + dot(w${r}[3], xv[3]) + dot(w${r}[4], xv[4]) + dot(w${r}[5], xv[5])
+            + dot(w${r}[6], xv[6]) + dot(w${r}[7], xv[7]);
+#end
+    }
+#for r in R
+    red[${r}u * WG + li] = acc${r};
+#end
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (li < s) {
+#for r in R
+            red[${r}u * WG + li] += red[${r}u * WG + li + s];
+#end
+        }
+        workgroupBarrier();
+    }
+    if (li < R && n0 + li < p.n) {
+        let col = p.col0 + n0 + li;
+        y[col] = red[li * WG] + bias_at(col);
+    }
+}
+#endif

@@ -128,6 +128,13 @@ pub(crate) fn linear_variant(
                 key,
                 [params.n.div_ceil(ROWS_WG * r), params.m.div_ceil(tm), 1],
             )
+        } else if m == 1 && k > NARROW_K && k.is_multiple_of(32) {
+            let key = PipelineKey::new(ShaderFamily::MatmulRows, "matmul_splitk")
+                .flag("SPLITK")
+                .value("WG", VEC_WG)
+                .value("R", VEC_ROWS)
+                .value("NW", 1);
+            (key, grid(params.n.div_ceil(VEC_ROWS), max))
         } else if m == 1 && k <= NARROW_K {
             let key =
                 PipelineKey::new(ShaderFamily::Matmul, "matmul_vec_narrow").flag("VEC_NARROW");
