@@ -95,17 +95,17 @@ fn quantized_folder_is_complete_and_verifiable() {
     names.sort();
     let listed: Vec<String> = files
         .iter()
-        .map(|f| f["name"].as_str().unwrap().to_string())
+        .map(|f| f["path"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(listed, names, "the manifest lists every file of the folder");
     for f in files {
-        let bytes = std::fs::read(out.join(f["name"].as_str().unwrap())).unwrap();
-        assert_eq!(f["bytes"].as_u64().unwrap(), bytes.len() as u64);
+        let bytes = std::fs::read(out.join(f["path"].as_str().unwrap())).unwrap();
+        assert_eq!(f["size"].as_u64().unwrap(), bytes.len() as u64);
         let sha: String = sha2::Sha256::digest(&bytes)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        assert_eq!(f["sha256"].as_str().unwrap(), sha, "{}", f["name"]);
+        assert_eq!(f["sha256"].as_str().unwrap(), sha, "{}", f["path"]);
     }
     for copied in [
         "config.json",

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use qoqmed_engine::config::ModelConfig;
 use qoqmed_engine::generate::{GenerateOptions, generate};
 use qoqmed_engine::gpu::{Gpu, WeightFormat};
+use qoqmed_engine::kv_cache::KvFormat;
 use qoqmed_engine::model::memory::{MemoryLimits, MemoryPlan, RunShape, TensorSpec, text_tensors};
 use qoqmed_engine::model::{TextModel, rope};
 use qoqmed_engine::sampler::SamplingParams;
@@ -45,6 +46,9 @@ pub struct Args {
     /// KV cache positions (default: prompt + new tokens + 1).
     #[arg(long)]
     context: Option<usize>,
+    /// KV cache storage: f32 or f16.
+    #[arg(long, default_value = "f32")]
+    kv: String,
     /// Synthetic prompt length.
     #[arg(long, default_value_t = 128)]
     prompt_tokens: usize,
@@ -191,6 +195,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         plan: format_plan,
     } = subject(&args)?;
     let cfg = &config.text;
+    let kv_format = match args.kv.as_str() {
+        "f32" => KvFormat::F32,
+        "f16" => KvFormat::F16,
+        other => bail!("--kv {other}: choose f32 or f16"),
+    };
     let prompt_len = args.prompt_tokens.max(1);
     let new_tokens = args.new_tokens.max(2);
     let max_context = args.context.unwrap_or(prompt_len + new_tokens + 1);
@@ -213,7 +222,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         RunShape {
             max_context,
             prefill_chunk: 512,
-            kv_value_bytes: 4,
+            kv_value_bytes: kv_format.bytes_per_value(),
         },
         gpu.max_binding().min(gpu.limits.max_buffer_size),
     );
@@ -241,6 +250,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_new_tokens: new_tokens,
         sampling: SamplingParams::default(),
         max_context,
+        kv_format,
         ..GenerateOptions::default()
     };
     // GPU memory is sampled while the session (KV cache, activations) is alive.
@@ -269,8 +279,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .cloned()
         .fold((String::new(), 0.0), |a, b| if b.1 > a.1 { b } else { a });
-    let gemm = gemm_gflops(&gpu, &store, cfg, prompt_len)?;
-    let peak_matmul = matmul_peak_gflops(&gpu)?;
+    let gemm = gemm_gflops(&gpu, &store, prompt_len)?;
+    let peak_matmul = matmul_peak_gflops(&gpu, cfg, prompt_len)?;
 
     let tied = cfg.tie_word_embeddings;
     let per_token = bytes_per_token(&specs, tied);
@@ -283,6 +293,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "adapter": gpu.adapter.to_string(),
         "config": label,
         "format": format,
+        "kv_cache": args.kv,
         "layers": layers,
         "vocab": vocab,
         "prompt_tokens": out.prompt_tokens,

@@ -3,7 +3,7 @@
 
 use qoqmed_engine::config::TextConfig;
 use qoqmed_engine::gpu::{
-    Gpu, PipelineKey, Recorder, ShaderFamily, Tensor, Weight, WeightFormat, grid, ops, read_buffer,
+    Gpu, PipelineKey, Recorder, ShaderFamily, Tensor, grid, ops, probe, read_buffer,
 };
 use qoqmed_engine::weights::{WeightStore, text_tensor_names};
 use web_time::Instant;
@@ -94,12 +94,7 @@ pub fn copy_bandwidth(gpu: &Gpu) -> anyhow::Result<Vec<(String, f64)>> {
 
 /// GFLOP/s of the prefill GEMM: `m` prompt rows through layer 0's gate_proj (the model's largest
 /// linear) in its stored format. Returns the rate and the shape measured.
-pub fn gemm_gflops(
-    gpu: &Gpu,
-    store: &WeightStore,
-    cfg: &TextConfig,
-    m: usize,
-) -> anyhow::Result<(f64, String)> {
+pub fn gemm_gflops(gpu: &Gpu, store: &WeightStore, m: usize) -> anyhow::Result<(f64, String)> {
     let info = store.find_any(&text_tensor_names("layers.0.mlp.gate_proj.weight"))?;
     let (n, k) = (info.shape[0], info.shape[1]);
     let w = pollster::block_on(qoqmed_engine::weights::upload(gpu, store, info))?;
@@ -109,30 +104,16 @@ pub fn gemm_gflops(
         ops::linear(rec, &x, &w, None, &y)?;
         Ok(())
     })?;
-    let _ = cfg;
     Ok((
         2.0 * (m * n * k) as f64 / t / 1e9,
         format!("{m}x{k} . ({n}x{k})^T {}", info.format),
     ))
 }
 
-/// GFLOP/s of a plain f32 matmul through the engine's GEMM (no dequantisation): the bound the
-/// prefill GEMM is compared with. Returns the rate and the shape.
-pub fn matmul_peak_gflops(gpu: &Gpu) -> anyhow::Result<(f64, String)> {
-    let (m, n, k) = (256, 1024, 1024);
-    let values: Vec<f32> = (0..n * k)
-        .map(|i| ((i * 7919 % 1001) as f32 - 500.0) * 1e-4)
-        .collect();
-    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let w = Weight::upload(gpu, "matmul.w", WeightFormat::F32, &[n, k], &bytes, None)?;
-    let x = Tensor::from_f32(gpu, &vec![0.01; m * k], &[m, k], "matmul.x")?;
-    let y = Tensor::zeros(gpu, &[m, n], "matmul.y")?;
-    let t = time_per_rep(gpu, &y.buffer, &|rec| {
-        ops::linear(rec, &x, &w, None, &y)?;
-        Ok(())
-    })?;
-    Ok((
-        2.0 * (m * n * k) as f64 / t / 1e9,
-        format!("{m}x{k} . ({n}x{k})^T f32"),
-    ))
+/// The best GFLOP/s of a plain f32 matmul at the prefill GEMM's shape over every matmul variant
+/// this adapter runs (core-kernels' probe): the bound the prefill GEMM is compared with.
+pub fn matmul_peak_gflops(gpu: &Gpu, cfg: &TextConfig, m: usize) -> anyhow::Result<(f64, String)> {
+    let (n, k) = (cfg.intermediate_size, cfg.hidden_size);
+    let (g, variant) = pollster::block_on(probe::matmul_peak_gflops(gpu, m, n, k, 1))?;
+    Ok((g, format!("{m}x{k} . ({n}x{k})^T f32, {variant}")))
 }

@@ -274,7 +274,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let p = args.out.join(n);
         let size = p.metadata()?.len();
         out_bytes += size;
-        files.push(serde_json::json!({"name": n, "bytes": size, "sha256": sha256_file(&p)?}));
+        // The spelling `qoqmed serve` computes for plain folders and the web app reads.
+        files.push(serde_json::json!({"path": n, "size": size, "sha256": sha256_file(&p)?}));
     }
     let manifest = serde_json::json!({
         "qoqmed_format_version": qfile::VERSION,

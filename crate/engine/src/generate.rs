@@ -15,6 +15,7 @@ use web_time::Instant;
 use crate::error::{Error, Result};
 use crate::gpu::ops::sample::GpuSampler;
 use crate::gpu::{Gpu, Recorder, Tensor, map_read, staging_buffer};
+use crate::kv_cache::KvFormat;
 use crate::model::rope::{self, Position};
 use crate::model::{Logits, Session, TextModel};
 use crate::sampler::{Sampler, SamplingParams};
@@ -34,6 +35,8 @@ pub struct GenerateOptions {
     pub keep_logits: bool,
     /// Sample on the GPU and overlap steps (the default); false samples on the CPU.
     pub gpu_sampling: bool,
+    /// Storage of the KV cache (f32 by default; f16 halves its memory).
+    pub kv_format: KvFormat,
 }
 
 impl Default for GenerateOptions {
@@ -47,6 +50,7 @@ impl Default for GenerateOptions {
             prefill_chunk: 512,
             keep_logits: false,
             gpu_sampling: true,
+            kv_format: KvFormat::F32,
         }
     }
 }
@@ -124,7 +128,7 @@ pub async fn generate(
     if opts.max_new_tokens == 0 {
         return Ok(out);
     }
-    let mut session = Session::new(gpu, &model.cfg, opts.max_context)?;
+    let mut session = Session::with_kv_format(gpu, &model.cfg, opts.max_context, opts.kv_format)?;
     let mut loop_ = Loop {
         gpu,
         model,
