@@ -7,7 +7,7 @@ use web_time::Instant;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder, Tensor, map_read, ops, staging_buffer};
 use crate::model::rope::{self, Position};
-use crate::model::{Logits, Session, TextModel};
+use crate::model::{Injection, Logits, Session, TextModel};
 use crate::sampler::{Sampler, SamplingParams};
 
 #[derive(Clone, Debug)]
@@ -23,6 +23,8 @@ pub struct GenerateOptions {
     pub prefill_chunk: usize,
     /// Keep each step's raw logits in the result (parity tests, scoring).
     pub keep_logits: bool,
+    /// Feature rows replacing prompt embeddings (image features, the ECG vector), contract 5.
+    pub inject: Vec<Injection>,
 }
 
 impl Default for GenerateOptions {
@@ -35,6 +37,7 @@ impl Default for GenerateOptions {
             max_context: 4096,
             prefill_chunk: 512,
             keep_logits: false,
+            inject: Vec::new(),
         }
     }
 }
@@ -188,13 +191,14 @@ pub async fn generate(
     while start < prompt.len() {
         let end = (start + chunk).min(prompt.len());
         let mut rec = Recorder::new(gpu);
-        let logits = model.forward(
+        let logits = model.forward_injected(
             &mut rec,
             &mut session,
             &prompt[start..end],
             &positions[start..end],
             Logits::Last,
             None,
+            &opts.inject,
         )?;
         if end == prompt.len() {
             readout.record(&mut rec, &logits)?;

@@ -19,6 +19,7 @@ pub enum ShaderFamily {
     Attention,
     Elementwise,
     Argmax,
+    Vision,
 }
 
 impl ShaderFamily {
@@ -31,6 +32,7 @@ impl ShaderFamily {
             Self::Attention => include_str!("../../../../shaders/attention.wgsl"),
             Self::Elementwise => include_str!("../../../../shaders/elementwise.wgsl"),
             Self::Argmax => include_str!("../../../../shaders/argmax.wgsl"),
+            Self::Vision => include_str!("../../../../shaders/vision.wgsl"),
         }
     }
 }

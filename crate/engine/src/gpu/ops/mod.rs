@@ -8,6 +8,7 @@ mod embedding;
 mod matmul;
 mod norm;
 mod rope;
+mod vision;
 
 pub use attention::attention;
 pub use elementwise::{add_inplace, argmax, copy, silu_mul};
@@ -15,6 +16,7 @@ pub use embedding::embedding;
 pub use matmul::linear;
 pub use norm::rms_norm;
 pub use rope::{rope_inplace, rope_to_cache};
+pub use vision::{KEEP_ROW, attention_segments, gather_rows, gelu_inplace, qkv_rope, u32_buffer};
 
 use crate::error::{Error, Result};
 

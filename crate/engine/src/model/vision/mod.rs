@@ -1,0 +1,292 @@
+//! The vision tower (`visual.*`): Qwen2.5-VL's ViT with window attention and the 2x2 patch
+//! merger. One [`VisionModel::forward`] records the whole batch of images (patch embedding, every
+//! block, the merger, the un-permute) into the caller's [`Recorder`]: one command buffer, no
+//! per-patch or per-window dispatches. The CPU side (window partition, segment bounds, rope
+//! tables) is [`layout`].
+
+pub mod layout;
+
+use crate::config::VisionConfig;
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Recorder, Tensor, Weight, ops};
+use crate::weights::{WeightStore, visual_tensor_names};
+
+pub use layout::VisionLayout;
+
+struct Linear {
+    w: Weight, // (out, in)
+    b: Weight, // (out)
+}
+
+struct Block {
+    norm1: Weight,     // (hidden)
+    norm2: Weight,     // (hidden)
+    qkv: Linear,       // (3 * hidden, hidden)
+    proj: Linear,      // (hidden, hidden)
+    gate_proj: Linear, // (intermediate, hidden)
+    up_proj: Linear,   // (intermediate, hidden)
+    down_proj: Linear, // (hidden, intermediate)
+}
+
+pub struct VisionModel {
+    pub cfg: VisionConfig,
+    patch_embed: Weight, // (hidden, in_channels * temporal_patch * patch * patch): the Conv3d as a linear
+    blocks: Vec<Block>,
+    ln_q: Weight, // (hidden)
+    mlp0: Linear, // (hidden * merge^2, hidden * merge^2)
+    mlp2: Linear, // (out_hidden, hidden * merge^2)
+}
+
+async fn load(gpu: &Gpu, store: &WeightStore, base: &str, shape: &[usize]) -> Result<Weight> {
+    let info = store.find_any(&visual_tensor_names(base))?;
+    info.expect_shape(shape)?;
+    upload(gpu, store, info, shape).await
+}
+
+async fn upload(
+    gpu: &Gpu,
+    store: &WeightStore,
+    info: &crate::weights::TensorInfo,
+    shape: &[usize],
+) -> Result<Weight> {
+    let owned;
+    let bytes = match store.bytes(info) {
+        Some(b) => b,
+        None => {
+            owned = store.read(info).await?;
+            &owned[..]
+        }
+    };
+    Weight::upload(gpu, &info.name, info.dtype, shape, bytes)
+}
+
+async fn linear(
+    gpu: &Gpu,
+    store: &WeightStore,
+    base: &str,
+    out: usize,
+    inp: usize,
+) -> Result<Linear> {
+    Ok(Linear {
+        w: load(gpu, store, &format!("{base}.weight"), &[out, inp]).await?,
+        b: load(gpu, store, &format!("{base}.bias"), &[out]).await?,
+    })
+}
+
+/// Intermediates copied out by [`VisionModel::forward`] when asked (parity tests): `patch_embed`,
+/// `block.{i}` (window order, like transformers' hooks), `merger` (window order) and `features`.
+pub type Taps = Vec<(String, Tensor)>;
+
+impl VisionModel {
+    /// True when the checkpoint holds a vision tower (its patch embedding).
+    pub fn present(store: &WeightStore) -> bool {
+        store
+            .find_any(&visual_tensor_names("patch_embed.proj.weight"))
+            .is_ok()
+    }
+
+    /// Uploads every `visual.*` tensor, checking names and shapes against `cfg`.
+    pub async fn load(gpu: &Gpu, store: &WeightStore, cfg: &VisionConfig) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let merged = h * cfg.spatial_merge_size * cfg.spatial_merge_size;
+        let pe = store.find_any(&visual_tensor_names("patch_embed.proj.weight"))?;
+        pe.expect_shape(&[
+            h,
+            cfg.in_channels,
+            cfg.temporal_patch_size,
+            cfg.patch_size,
+            cfg.patch_size,
+        ])?;
+        // Conv3d with stride = kernel over one patch is a dot product with the flattened kernel,
+        // in the same (channel, t, y, x) order the processor flattens a patch.
+        let patch_embed = upload(gpu, store, pe, &[h, cfg.patch_dim()]).await?;
+        let mut blocks = Vec::with_capacity(cfg.depth);
+        for b in 0..cfg.depth {
+            let p = format!("blocks.{b}");
+            blocks.push(Block {
+                norm1: load(gpu, store, &format!("{p}.norm1.weight"), &[h]).await?,
+                norm2: load(gpu, store, &format!("{p}.norm2.weight"), &[h]).await?,
+                qkv: linear(gpu, store, &format!("{p}.attn.qkv"), 3 * h, h).await?,
+                proj: linear(gpu, store, &format!("{p}.attn.proj"), h, h).await?,
+                gate_proj: linear(gpu, store, &format!("{p}.mlp.gate_proj"), i, h).await?,
+                up_proj: linear(gpu, store, &format!("{p}.mlp.up_proj"), i, h).await?,
+                down_proj: linear(gpu, store, &format!("{p}.mlp.down_proj"), h, i).await?,
+            });
+        }
+        Ok(Self {
+            patch_embed,
+            blocks,
+            ln_q: load(gpu, store, "merger.ln_q.weight", &[h]).await?,
+            mlp0: linear(gpu, store, "merger.mlp.0", merged, merged).await?,
+            mlp2: linear(gpu, store, "merger.mlp.2", cfg.out_hidden_size, merged).await?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The layout of a batch of images with these patch grids (t, h, w).
+    pub fn layout(&self, grids: &[[u32; 3]]) -> Result<VisionLayout> {
+        VisionLayout::new(
+            grids,
+            self.cfg.spatial_merge_size,
+            self.cfg.window_size,
+            self.cfg.patch_size,
+        )
+    }
+
+    /// Weight bytes of the tower (for size reports).
+    pub fn weight_bytes(&self) -> u64 {
+        let bytes = |w: &Weight| (w.numel() * w.dtype.size_in_bytes()) as u64;
+        let lin = |l: &Linear| bytes(&l.w) + bytes(&l.b);
+        let blocks: u64 = self
+            .blocks
+            .iter()
+            .map(|b| {
+                bytes(&b.norm1)
+                    + bytes(&b.norm2)
+                    + [&b.qkv, &b.proj, &b.gate_proj, &b.up_proj, &b.down_proj]
+                        .into_iter()
+                        .map(lin)
+                        .sum::<u64>()
+            })
+            .sum();
+        bytes(&self.patch_embed) + blocks + bytes(&self.ln_q) + lin(&self.mlp0) + lin(&self.mlp2)
+    }
+
+    /// Multiply-adds x 2 of one forward over `patches` patches whose windows hold `window_rows`
+    /// key rows per patch on average (and `full_rows` in full-attention blocks).
+    pub fn flops(&self, layout: &VisionLayout) -> f64 {
+        let c = &self.cfg;
+        let (n, h, i) = (
+            layout.patches as f64,
+            c.hidden_size as f64,
+            c.intermediate_size as f64,
+        );
+        let keys = |cu: &[u32]| -> f64 {
+            cu.windows(2)
+                .map(|p| f64::from(p[1] - p[0]).powi(2))
+                .sum::<f64>()
+        };
+        let (win_keys, full_keys) = (keys(&layout.cu_window_seqlens), keys(&layout.cu_seqlens));
+        let mut f = 2.0 * n * h * c.patch_dim() as f64;
+        for b in 0..c.depth {
+            let pairs = if c.fullatt_block_indexes.contains(&b) {
+                full_keys
+            } else {
+                win_keys
+            };
+            // qkv, proj, gate, up, down; scores and the weighted sum of values.
+            f += 2.0 * n * (3.0 * h * h + h * h + 3.0 * h * i) + 4.0 * pairs * h;
+        }
+        let merged = h * (c.spatial_merge_size * c.spatial_merge_size) as f64;
+        let tokens = layout.tokens() as f64;
+        f + 2.0 * tokens * merged * (merged + c.out_hidden_size as f64)
+    }
+
+    /// Records the tower over `pixels` (patches, patch_dim), processor order, for the images of
+    /// `layout`; returns the image features (tokens, out_hidden) in prompt order (image by image,
+    /// row-major merged units), ready for [`crate::model::Injection`].
+    pub fn forward(
+        &self,
+        rec: &mut Recorder,
+        layout: &VisionLayout,
+        pixels: &[f32],
+        mut taps: Option<&mut Taps>,
+    ) -> Result<Tensor> {
+        let gpu = rec.gpu;
+        let c = &self.cfg;
+        let (n, h, hd) = (layout.patches, c.hidden_size, c.head_dim());
+        if n == 0 {
+            return Err(Error::Input("no image patches to encode".into()));
+        }
+        let t = |shape: &[usize], name: &str| Tensor::zeros(gpu, shape, name);
+        let x_in = Tensor::from_f32(
+            gpu,
+            &layout.permute_rows(pixels, c.patch_dim())?,
+            &[n, c.patch_dim()],
+            "vision.pixels",
+        )?;
+        let (cos, sin) = layout.rope_tables(hd, c.rope_theta);
+        let cos = Tensor::from_f32(gpu, &cos, &[n, hd / 2], "vision.rope.cos")?;
+        let sin = Tensor::from_f32(gpu, &sin, &[n, hd / 2], "vision.rope.sin")?;
+        let window = ops::u32_buffer(gpu, &layout.segment_bounds(false), "vision.window_bounds");
+        let full = ops::u32_buffer(gpu, &layout.segment_bounds(true), "vision.full_bounds");
+        let reverse = ops::u32_buffer(gpu, &layout.reverse_index, "vision.reverse_index");
+
+        let x = t(&[n, h], "vision.x")?; // (patches, hidden) residual stream, window order
+        let hn = t(&[n, h], "vision.h")?; // (patches, hidden) normed
+        let qkv = t(&[n, 3 * h], "vision.qkv")?; // (patches, 3 * hidden)
+        let q = t(&[n, c.num_heads, hd], "vision.q")?; // (patches, heads, head_dim)
+        let k = t(&[n, c.num_heads, hd], "vision.k")?; // (patches, heads, head_dim)
+        let v = t(&[n, c.num_heads, hd], "vision.v")?; // (patches, heads, head_dim)
+        let attn = t(&[n, c.num_heads, hd], "vision.attn")?; // (patches, heads, head_dim)
+        let o = t(&[n, h], "vision.o")?; // (patches, hidden)
+        let gate = t(&[n, c.intermediate_size], "vision.gate")?; // (patches, intermediate)
+        let up = t(&[n, c.intermediate_size], "vision.up")?; // (patches, intermediate)
+        let act = t(&[n, c.intermediate_size], "vision.act")?; // (patches, intermediate)
+
+        let mut tap = |rec: &mut Recorder, name: String, src: &Tensor| -> Result<()> {
+            if let Some(taps) = taps.as_deref_mut() {
+                let copy = Tensor::zeros(gpu, &src.shape, &name)?;
+                ops::copy(rec, src, 0, &copy, 0, src.numel())?;
+                taps.push((name, copy));
+            }
+            Ok(())
+        };
+
+        ops::linear(rec, &x_in, &self.patch_embed, None, &x)?;
+        tap(rec, "patch_embed".into(), &x)?;
+        for (b, block) in self.blocks.iter().enumerate() {
+            let bounds = if c.fullatt_block_indexes.contains(&b) {
+                &full
+            } else {
+                &window
+            };
+            ops::rms_norm(rec, &x, &block.norm1, c.rms_norm_eps, &hn)?;
+            ops::linear(rec, &hn, &block.qkv.w, Some(&block.qkv.b), &qkv)?;
+            ops::qkv_rope(rec, &qkv, &cos, &sin, &q, &k, &v)?;
+            ops::attention_segments(rec, &q, &k, &v, bounds, &attn)?;
+            ops::linear(
+                rec,
+                &attn.view(&[n, h])?,
+                &block.proj.w,
+                Some(&block.proj.b),
+                &o,
+            )?;
+            ops::add_inplace(rec, &x, &o)?;
+            ops::rms_norm(rec, &x, &block.norm2, c.rms_norm_eps, &hn)?;
+            ops::linear(
+                rec,
+                &hn,
+                &block.gate_proj.w,
+                Some(&block.gate_proj.b),
+                &gate,
+            )?;
+            ops::linear(rec, &hn, &block.up_proj.w, Some(&block.up_proj.b), &up)?;
+            ops::silu_mul(rec, &gate, &up, &act)?;
+            ops::linear(rec, &act, &block.down_proj.w, Some(&block.down_proj.b), &o)?;
+            ops::add_inplace(rec, &x, &o)?;
+            tap(rec, format!("block.{b}"), &x)?;
+        }
+
+        // PatchMerger: ln_q per patch, the merge unit's patches side by side, Linear, GELU, Linear.
+        let tokens = layout.tokens();
+        let merged = h * layout.merge_unit;
+        ops::rms_norm(rec, &x, &self.ln_q, c.rms_norm_eps, &hn)?;
+        let m0 = t(&[tokens, merged], "vision.merger.0")?; // (tokens, hidden * merge^2)
+        let out_w = t(&[tokens, c.out_hidden_size], "vision.merger")?; // (tokens, out_hidden), window order
+        ops::linear(
+            rec,
+            &hn.view(&[tokens, merged])?,
+            &self.mlp0.w,
+            Some(&self.mlp0.b),
+            &m0,
+        )?;
+        ops::gelu_inplace(rec, &m0)?;
+        ops::linear(rec, &m0, &self.mlp2.w, Some(&self.mlp2.b), &out_w)?;
+        tap(rec, "merger".into(), &out_w)?;
+        let features = t(&[tokens, c.out_hidden_size], "vision.features")?; // (tokens, out_hidden)
+        ops::gather_rows(rec, &out_w, &reverse, tokens, &features)?;
+        tap(rec, "features".into(), &features)?;
+        Ok(features)
+    }
+}
