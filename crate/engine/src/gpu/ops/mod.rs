@@ -10,8 +10,8 @@ mod norm;
 mod rope;
 mod vision;
 
-pub use attention::attention;
-pub use elementwise::{add_inplace, argmax, copy, silu_mul};
+pub use attention::{AttnMask, attention};
+pub use elementwise::{add_inplace, argmax, copy, gelu, silu_mul};
 pub use embedding::embedding;
 pub use matmul::linear;
 pub use norm::rms_norm;
@@ -19,6 +19,18 @@ pub use rope::{rope_inplace, rope_to_cache};
 pub use vision::{KEEP_ROW, attention_segments, gather_rows, gelu_inplace, qkv_rope, u32_buffer};
 
 use crate::error::{Error, Result};
+use crate::gpu::WeightFormat;
+use crate::gpu::shader::PipelineKey;
+
+/// Adds the defines that select `format`'s weight loader (shaders/weights.wgsl).
+fn with_format(key: PipelineKey, format: WeightFormat) -> PipelineKey {
+    let key = key.flag(format.define());
+    if format.is_quantized() {
+        key.flag("W_QUANT")
+    } else {
+        key
+    }
+}
 
 fn expect(op: &'static str, what: &str, actual: &[usize], expected: &[usize]) -> Result<()> {
     if actual != expected {
