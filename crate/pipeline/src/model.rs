@@ -5,7 +5,7 @@
 use qoqmed_engine::chat::{ChatTemplate, Tokenizer};
 use qoqmed_engine::config::{GenerationConfig, ModelConfig};
 use qoqmed_engine::gpu::Gpu;
-use qoqmed_engine::model::TextModel;
+use qoqmed_engine::model::{TextModel, VisionModel};
 use qoqmed_engine::weights::{ModelFiles, WeightStore};
 use qoqmed_imaging::ProcessorConfig;
 use web_time::Instant;
@@ -21,6 +21,8 @@ pub struct Model {
     /// preprocessor_config.json, or Qwen2.5-VL's values when the folder has none.
     pub processor: ProcessorConfig,
     pub text: TextModel,
+    /// The vision tower; None for a checkpoint without one (no vision_config or no visual.*).
+    pub vision: Option<VisionModel>,
     /// Seconds spent in [`Model::load`].
     pub load_s: f64,
 }
@@ -46,6 +48,12 @@ impl Model {
         };
         let store = WeightStore::open(std::mem::take(&mut files.weights)).await?;
         let text = TextModel::load(&gpu, &store, &config.text).await?;
+        let vision = match &config.vision {
+            Some(cfg) if VisionModel::present(&store) => {
+                Some(VisionModel::load(&gpu, &store, cfg).await?)
+            }
+            _ => None,
+        };
         Ok(Model {
             gpu,
             config,
@@ -54,6 +62,7 @@ impl Model {
             template,
             processor,
             text,
+            vision,
             load_s: t0.elapsed().as_secs_f64(),
         })
     }

@@ -16,7 +16,7 @@ pub use embedding::embedding;
 pub use matmul::linear;
 pub use norm::rms_norm;
 pub use rope::{rope_inplace, rope_to_cache};
-pub use vision::{KEEP_ROW, attention_segments, gather_rows, gelu_inplace, qkv_rope, u32_buffer};
+pub use vision::{KEEP_ROW, gather_rows, qkv_rope, u32_buffer};
 
 use crate::error::{Error, Result};
 use crate::gpu::WeightFormat;

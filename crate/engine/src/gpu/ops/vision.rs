@@ -1,5 +1,5 @@
-//! Ops of `shaders/vision.wgsl`: the vision tower's qkv split + 2-D rope, attention over
-//! variable-length segments, exact GELU, and the row gather (un-permute, feature injection).
+//! Ops of `shaders/vision.wgsl`: the vision tower's qkv split + 2-D rope, and the row gather
+//! (un-permute of the merger's window order, feature injection into the prompt).
 
 use crate::error::{Error, Result};
 use crate::gpu::recorder::grid;
@@ -14,7 +14,7 @@ struct Params {
     a: u32,
     b: u32,
     c: u32,
-    scale: f32,
+    _pad: u32,
 }
 
 const WG: u32 = 64;
@@ -60,7 +60,7 @@ pub fn qkv_rope(
         a: u32_of("qkv_rope", n)?,
         b: u32_of("qkv_rope", heads)?,
         c: u32_of("qkv_rope", hd)?,
-        scale: 0.0,
+        _pad: 0,
     };
     let threads = u32_of("qkv_rope", n * heads * hd / 2)?;
     let key = PipelineKey::new(ShaderFamily::Vision, "qkv_rope")
@@ -79,78 +79,6 @@ pub fn qkv_rope(
         ],
         flat_groups(rec, threads),
     )
-}
-
-/// Non-causal attention of q, k, v (n, heads, hd) where row i attends to key rows
-/// `bounds[i].0 .. bounds[i].1`; `bounds` is a (n, 2) u32 buffer the caller filled and checked
-/// (every range non-empty and inside 0..n). scale = 1 / sqrt(hd).
-pub fn attention_segments(
-    rec: &mut Recorder,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    bounds: &wgpu::Buffer,
-    out: &Tensor,
-) -> Result<()> {
-    let [n, heads, hd] = q.shape[..] else {
-        return Err(Error::shape(
-            "attention_segments",
-            format!(
-                "q has shape {:?}, expected (rows, heads, head_dim)",
-                q.shape
-            ),
-        ));
-    };
-    expect("attention_segments", "k", &k.shape, &q.shape)?;
-    expect("attention_segments", "v", &v.shape, &q.shape)?;
-    expect("attention_segments", "out", &out.shape, &q.shape)?;
-    if bounds.size() < (n * 8) as u64 {
-        return Err(Error::shape(
-            "attention_segments",
-            format!("bounds holds {} bytes for {n} rows", bounds.size()),
-        ));
-    }
-    let p = Params {
-        a: u32_of("attention_segments", n)?,
-        b: u32_of("attention_segments", heads)?,
-        c: u32_of("attention_segments", hd)?,
-        scale: 1.0 / (hd as f32).sqrt(),
-    };
-    let key = PipelineKey::new(ShaderFamily::Vision, "attention_segments")
-        .flag("ATTN_SEGMENTS")
-        .value("WG", WG)
-        .value("HD", p.c);
-    let groups = grid(
-        u32_of("attention_segments", n * heads)?,
-        rec.gpu.limits.max_compute_workgroups_per_dimension,
-    );
-    rec.dispatch(
-        &key,
-        &p,
-        &[
-            (1, &q.buffer),
-            (2, &k.buffer),
-            (3, &v.buffer),
-            (4, bounds),
-            (5, &out.buffer),
-        ],
-        groups,
-    )
-}
-
-/// x = GELU(x) in place, the exact (erf) form of torch's `nn.GELU()`.
-pub fn gelu_inplace(rec: &mut Recorder, x: &Tensor) -> Result<()> {
-    let n = u32_of("gelu", x.numel())?;
-    let key = PipelineKey::new(ShaderFamily::Vision, "gelu")
-        .flag("GELU")
-        .value("WG", WG);
-    let p = Params {
-        a: n,
-        b: 0,
-        c: 0,
-        scale: 0.0,
-    };
-    rec.dispatch(&key, &p, &[(1, &x.buffer)], flat_groups(rec, n))
 }
 
 /// dst row i = src row `index[i]` for the first `n` rows of dst; [`KEEP_ROW`] leaves row i as it
@@ -182,7 +110,7 @@ pub fn gather_rows(
         a: u32_of("gather_rows", n)?,
         b: u32_of("gather_rows", width)?,
         c: u32_of("gather_rows", src.numel() / width)?,
-        scale: 0.0,
+        _pad: 0,
     };
     let key = PipelineKey::new(ShaderFamily::Vision, "gather_rows")
         .flag("GATHER_ROWS")

@@ -27,6 +27,8 @@ pub struct VisionLayout {
     pub positions: Vec<[u32; 2]>,
     /// Merged tokens per image, the `<|image_pad|>` count of each.
     pub tokens_per_image: Vec<usize>,
+    /// (t, h, w) in patches per image, as given.
+    pub grids: Vec<[u32; 3]>,
 }
 
 impl VisionLayout {
@@ -55,6 +57,7 @@ impl VisionLayout {
             cu_seqlens: vec![0],
             positions: Vec::new(),
             tokens_per_image: Vec::new(),
+            grids: grids.to_vec(),
         };
         let mut offset = 0usize;
         for (i, &[t, h, w]) in grids.iter().enumerate() {

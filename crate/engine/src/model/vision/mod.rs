@@ -8,7 +8,8 @@ pub mod layout;
 
 use crate::config::VisionConfig;
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Recorder, Tensor, Weight, ops};
+use crate::gpu::ops::{self, AttnMask};
+use crate::gpu::{Gpu, Recorder, Tensor, Weight};
 use crate::weights::{WeightStore, visual_tensor_names};
 
 pub use layout::VisionLayout;
@@ -57,7 +58,7 @@ async fn upload(
             &owned[..]
         }
     };
-    Weight::upload(gpu, &info.name, info.dtype, shape, bytes)
+    Weight::upload(gpu, &info.name, info.dtype.into(), shape, bytes, None)
 }
 
 async fn linear(
@@ -135,7 +136,7 @@ impl VisionModel {
 
     /// Weight bytes of the tower (for size reports).
     pub fn weight_bytes(&self) -> u64 {
-        let bytes = |w: &Weight| (w.numel() * w.dtype.size_in_bytes()) as u64;
+        let bytes = |w: &Weight| w.data_bytes();
         let lin = |l: &Linear| bytes(&l.w) + bytes(&l.b);
         let blocks: u64 = self
             .blocks
@@ -244,7 +245,7 @@ impl VisionModel {
             ops::rms_norm(rec, &x, &block.norm1, c.rms_norm_eps, &hn)?;
             ops::linear(rec, &hn, &block.qkv.w, Some(&block.qkv.b), &qkv)?;
             ops::qkv_rope(rec, &qkv, &cos, &sin, &q, &k, &v)?;
-            ops::attention_segments(rec, &q, &k, &v, bounds, &attn)?;
+            ops::attention(rec, &q, &k, &v, AttnMask::Segments { bounds }, &attn)?;
             ops::linear(
                 rec,
                 &attn.view(&[n, h])?,
@@ -273,6 +274,7 @@ impl VisionModel {
         let merged = h * layout.merge_unit;
         ops::rms_norm(rec, &x, &self.ln_q, c.rms_norm_eps, &hn)?;
         let m0 = t(&[tokens, merged], "vision.merger.0")?; // (tokens, hidden * merge^2)
+        let g0 = t(&[tokens, merged], "vision.merger.gelu")?; // (tokens, hidden * merge^2)
         let out_w = t(&[tokens, c.out_hidden_size], "vision.merger")?; // (tokens, out_hidden), window order
         ops::linear(
             rec,
@@ -281,8 +283,8 @@ impl VisionModel {
             Some(&self.mlp0.b),
             &m0,
         )?;
-        ops::gelu_inplace(rec, &m0)?;
-        ops::linear(rec, &m0, &self.mlp2.w, Some(&self.mlp2.b), &out_w)?;
+        ops::gelu(rec, &m0, &g0)?;
+        ops::linear(rec, &g0, &self.mlp2.w, Some(&self.mlp2.b), &out_w)?;
         tap(rec, "merger".into(), &out_w)?;
         let features = t(&[tokens, c.out_hidden_size], "vision.features")?; // (tokens, out_hidden)
         ops::gather_rows(rec, &out_w, &reverse, tokens, &features)?;
