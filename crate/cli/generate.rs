@@ -98,6 +98,9 @@ fn input_file(path: &Path, what: &str) -> anyhow::Result<InputFile> {
 }
 
 pub fn run_cmd(args: Args) -> anyhow::Result<()> {
+    if args.annotate.is_some() && args.image.is_empty() {
+        bail!("--annotate needs an image: pass --image FILE");
+    }
     let images = args
         .image
         .iter()
