@@ -179,7 +179,7 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
 
 /// `--annotate OUT.png`: the image with its boxes; several images go to OUT-0.png, OUT-1.png, ...
 fn write_annotations(out: &Path, answer: &Answer) -> anyhow::Result<()> {
-    let pictures = qoqmed_pipeline::annotate(answer);
+    let pictures = qoqmed_pipeline::annotate(&answer.boxes, &answer.images);
     if pictures.is_empty() {
         bail!("--annotate needs an image: pass --image FILE");
     }

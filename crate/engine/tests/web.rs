@@ -7,7 +7,7 @@ use qoqmed_engine::chat::Tokenizer;
 use qoqmed_engine::config::ModelConfig;
 use qoqmed_engine::generate::{GenerateOptions, generate};
 use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, Weight, WeightFormat, ops};
-use qoqmed_engine::model::{TextModel, rope};
+use qoqmed_engine::model::{Injection, TextModel, VisionModel, rope};
 use qoqmed_engine::sampler::SamplingParams;
 use qoqmed_engine::weights::{ByteSource, MemorySource, WeightStore};
 use safetensors::SafeTensors;
@@ -111,6 +111,78 @@ async fn tiny_model_greedy_ids_match_transformers_on_webgpu() {
     };
     let positions = rope::text_positions(0, prompt.len(), 0);
     let out = generate(&gpu, &model, &prompt, &positions, 0, &opts, &mut |_| true)
+        .await
+        .unwrap();
+    assert_eq!(out.token_ids, want);
+}
+
+/// One image through the vision tower in the browser: the product's reader and processor on the
+/// committed PNG, the tower's features injected into the prompt, greedy ids equal transformers'
+/// (the 250x190 case: a bicubic resize and ragged windows).
+#[wasm_bindgen_test]
+async fn tiny_model_image_greedy_ids_match_transformers_on_webgpu() {
+    let gpu = gpu().await;
+    let config = ModelConfig::from_json(include_bytes!(
+        "../../../tests/fixtures/models/tiny-small-vocab/config.json"
+    ))
+    .unwrap();
+    let weights =
+        include_bytes!("../../../tests/fixtures/models/tiny-small-vocab/model.safetensors");
+    let sources: Vec<Box<dyn ByteSource>> = vec![Box::new(MemorySource::new(
+        "model.safetensors",
+        weights.to_vec(),
+    ))];
+    let store = WeightStore::open(sources).await.unwrap();
+    let text = TextModel::load(&gpu, &store, &config.text).await.unwrap();
+    let vision = VisionModel::load(&gpu, &store, config.vision.as_ref().unwrap())
+        .await
+        .unwrap();
+    let processor = qoqmed_imaging::ProcessorConfig::from_json(include_bytes!(
+        "../../../tests/fixtures/models/tiny-small-vocab/preprocessor_config.json"
+    ))
+    .unwrap();
+    let png = include_bytes!("../../../tests/fixtures/images/vision/pattern_250x190.png");
+    let images = qoqmed_imaging::read_image(png, "pattern_250x190.png", &Default::default())
+        .unwrap();
+    let pv =
+        qoqmed_imaging::preprocess(&images, &processor, qoqmed_imaging::PixelRange::Model).unwrap();
+    let layout = vision.layout(&pv.grid_thw).unwrap();
+    let mut rec = Recorder::new(&gpu);
+    let features = vision.forward(&mut rec, &layout, &pv.data, None).unwrap();
+    rec.submit().unwrap();
+
+    let golden = include_bytes!(
+        "../../../tests/fixtures/goldens/vision/tiny-small-vocab/odd_250x190.safetensors"
+    );
+    let st = SafeTensors::deserialize(golden).unwrap();
+    let ids = |name: &str| -> Vec<u32> {
+        let t = st.tensor(name).unwrap();
+        bytemuck::pod_collect_to_vec::<u8, i64>(t.data())
+            .into_iter()
+            .map(|v| v as u32)
+            .collect()
+    };
+    let prompt = ids("input_ids");
+    let want = ids("greedy_rp.generated_ids");
+    let merged: Vec<[u32; 3]> = pv
+        .grid_thw
+        .iter()
+        .map(|&[t, h, w]| [t, h / 2, w / 2])
+        .collect();
+    let (positions, delta) =
+        rope::prompt_positions(&prompt, config.image_token_id, &merged).unwrap();
+    let opts = GenerateOptions {
+        max_new_tokens: want.len(),
+        sampling: SamplingParams {
+            temperature: 0.0,
+            repetition_penalty: 1.05,
+            ..SamplingParams::default()
+        },
+        max_context: prompt.len() + want.len() + 1,
+        inject: vec![Injection::at_token(&prompt, config.image_token_id, features).unwrap()],
+        ..GenerateOptions::default()
+    };
+    let out = generate(&gpu, &text, &prompt, &positions, delta, &opts, &mut |_| true)
         .await
         .unwrap();
     assert_eq!(out.token_ids, want);

@@ -128,7 +128,7 @@ fn bbox(value: &Value) -> Option<[f64; 4]> {
 /// boxes refer to the first image: QoQ-Med answers with one list and was trained with boxes of a
 /// single image) and `"bbox_original"` (`bbox_2d` scaled from the model's frame to the original
 /// size; null when `bbox_2d` is not four numbers).
-pub(crate) fn place_boxes(boxes: &mut [Value], frames: &[ImageFrame]) {
+pub fn place_boxes(boxes: &mut [Value], frames: &[ImageFrame]) {
     let Some(frame) = frames.first() else {
         return;
     };
@@ -144,15 +144,14 @@ pub(crate) fn place_boxes(boxes: &mut [Value], frames: &[ImageFrame]) {
     }
 }
 
-/// Each image of the answer with its boxes and labels drawn over the original pixels.
-pub fn annotate(answer: &crate::Answer) -> Vec<RgbImage> {
-    answer
-        .images
+/// Each image with its boxes (those whose `"image"` is its index, as [`place_boxes`] sets) and
+/// their labels drawn over the original pixels.
+pub fn annotate(boxes: &[Value], frames: &[ImageFrame]) -> Vec<RgbImage> {
+    frames
         .iter()
         .enumerate()
         .map(|(i, frame)| {
-            let boxes: Vec<(String, [f64; 4])> = answer
-                .boxes
+            let mine: Vec<(String, [f64; 4])> = boxes
                 .iter()
                 .filter(|b| b.get("image").and_then(Value::as_u64) == Some(i as u64))
                 .filter_map(|b| {
@@ -164,7 +163,53 @@ pub fn annotate(answer: &crate::Answer) -> Vec<RgbImage> {
                     Some((label, bbox(b)?))
                 })
                 .collect();
-            draw_boxes(&frame.original.to_rgb8(), &boxes, frame.model_size)
+            draw_boxes(&frame.original.to_rgb8(), &mine, frame.model_size)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+
+    fn frame() -> ImageFrame {
+        ImageFrame {
+            label: "x.png".into(),
+            original: DynamicImage::ImageRgb8(RgbImage::from_pixel(200, 100, Rgb([255; 3]))),
+            // The model saw it at half size.
+            model_size: (100, 50),
+        }
+    }
+
+    #[test]
+    fn boxes_get_their_image_and_original_pixels() {
+        let text = "<think>t</think>```json\n[{\"bbox_2d\": [10, 10, 50, 40], \"label\": \"nodule\"}, \
+                    {\"bbox_2d\": [1, 2], \"label\": \"bad\"}]\n```\\boxed{Nodule}";
+        let mut boxes = qoqmed_output::parse(text).boxes;
+        place_boxes(&mut boxes, &[frame()]);
+        assert_eq!(boxes[0]["image"], 0);
+        assert_eq!(
+            boxes[0]["bbox_original"],
+            serde_json::json!([20.0, 20.0, 100.0, 80.0])
+        );
+        assert_eq!(boxes[0]["bbox_2d"], serde_json::json!([10, 10, 50, 40]));
+        assert_eq!(boxes[1]["image"], 0);
+        assert!(boxes[1]["bbox_original"].is_null());
+        // Without images the boxes keep only the model's keys.
+        let mut plain = qoqmed_output::parse(text).boxes;
+        place_boxes(&mut plain, &[]);
+        assert!(plain[0].get("image").is_none());
+
+        let pictures = annotate(&boxes, &[frame(), frame()]);
+        assert_eq!(pictures.len(), 2);
+        // The box's left edge at original x = 20, y = 50 is drawn on image 0 only.
+        assert_ne!(pictures[0].get_pixel(20, 50), &Rgb([255; 3]));
+        assert_eq!(pictures[1].get_pixel(20, 50), &Rgb([255; 3]));
+        assert_eq!(
+            pictures[0].get_pixel(60, 50),
+            &Rgb([255; 3]),
+            "inside stays clear"
+        );
+    }
 }

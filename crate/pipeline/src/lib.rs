@@ -15,7 +15,7 @@ mod run;
 
 pub use answer::{Answer, Timings};
 pub use error::{Error, Result};
-pub use images::{ImageFrame, annotate};
+pub use images::{ImageFrame, annotate, place_boxes};
 pub use model::Model;
 pub use qoqmed_engine::weights::ModelFiles;
 pub use request::{EcgInput, InputFile, Request};
