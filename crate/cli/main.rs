@@ -3,6 +3,7 @@
 
 mod advantages;
 mod bench;
+mod bench_vision;
 mod ecg_plot;
 mod generate;
 mod preprocess;
@@ -26,6 +27,8 @@ enum Command {
     Generate(generate::Args),
     /// Measure prefill/decode speed and bandwidth efficiency against a copy kernel on this adapter.
     Bench(bench::Args),
+    /// Time the vision tower on one image and compare its GFLOP/s with the engine's matmul.
+    BenchVision(bench_vision::Args),
     /// List the GPU adapters wgpu can see (use the index with `generate --adapter`).
     Adapters,
     /// Turn images and ECGs into the tensors the model takes and write them to a safetensors file.
@@ -52,6 +55,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Generate(args) => generate::run_cmd(args),
         Command::Bench(args) => bench::run(args),
+        Command::BenchVision(args) => bench_vision::run(args),
         Command::Adapters => generate::list_adapters_cmd(),
         Command::Preprocess(args) => preprocess::run(args),
         Command::EcgPlot(args) => ecg_plot::run(args),

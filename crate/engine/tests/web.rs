@@ -15,6 +15,90 @@ use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+/// qoqmed-imaging decodes JPEG 2000 DICOM with `openjp2`, a c2rust port of OpenJPEG that calls
+/// libc's allocator and `strcpy`. wasm32-unknown-unknown has no libc, so a module linking the
+/// readers imports them from `env` and cannot be instantiated; these Rust-allocator versions
+/// resolve them (the web app needs the same, see the vision notes).
+#[allow(clippy::missing_safety_doc)]
+mod libc_shim {
+    use std::alloc::{Layout, alloc, alloc_zeroed, dealloc, realloc as grow};
+
+    /// Each block starts with its size, so `free` and `realloc` can rebuild the layout.
+    const HEADER: usize = 16;
+
+    fn layout(size: usize) -> Option<Layout> {
+        Layout::from_size_align(size.checked_add(HEADER)?, HEADER).ok()
+    }
+
+    unsafe fn finish(base: *mut u8, size: usize) -> *mut u8 {
+        if base.is_null() {
+            return base;
+        }
+        unsafe {
+            (base as *mut usize).write(size);
+            base.add(HEADER)
+        }
+    }
+
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn malloc(size: usize) -> *mut u8 {
+        match layout(size) {
+            Some(l) => unsafe { finish(alloc(l), size) },
+            None => std::ptr::null_mut(),
+        }
+    }
+
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut u8 {
+        match n.checked_mul(size).and_then(|s| Some((s, layout(s)?))) {
+            Some((s, l)) => unsafe { finish(alloc_zeroed(l), s) },
+            None => std::ptr::null_mut(),
+        }
+    }
+
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn free(p: *mut u8) {
+        if p.is_null() {
+            return;
+        }
+        unsafe {
+            let base = p.sub(HEADER);
+            let size = (base as *const usize).read();
+            dealloc(base, layout(size).unwrap());
+        }
+    }
+
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+        if p.is_null() {
+            return unsafe { malloc(size) };
+        }
+        let Some(new) = layout(size) else {
+            return std::ptr::null_mut();
+        };
+        unsafe {
+            let base = p.sub(HEADER);
+            let old = (base as *const usize).read();
+            finish(grow(base, layout(old).unwrap(), new.size()), size)
+        }
+    }
+
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn strcpy(dst: *mut u8, src: *const u8) -> *mut u8 {
+        let mut i = 0;
+        unsafe {
+            loop {
+                let c = src.add(i).read();
+                dst.add(i).write(c);
+                if c == 0 {
+                    return dst;
+                }
+                i += 1;
+            }
+        }
+    }
+}
+
 async fn gpu() -> Gpu {
     let gpu = Gpu::new(None)
         .await
@@ -142,8 +226,8 @@ async fn tiny_model_image_greedy_ids_match_transformers_on_webgpu() {
     ))
     .unwrap();
     let png = include_bytes!("../../../tests/fixtures/images/vision/pattern_250x190.png");
-    let images = qoqmed_imaging::read_image(png, "pattern_250x190.png", &Default::default())
-        .unwrap();
+    let images =
+        qoqmed_imaging::read_image(png, "pattern_250x190.png", &Default::default()).unwrap();
     let pv =
         qoqmed_imaging::preprocess(&images, &processor, qoqmed_imaging::PixelRange::Model).unwrap();
     let layout = vision.layout(&pv.grid_thw).unwrap();
@@ -182,8 +266,10 @@ async fn tiny_model_image_greedy_ids_match_transformers_on_webgpu() {
         inject: vec![Injection::at_token(&prompt, config.image_token_id, features).unwrap()],
         ..GenerateOptions::default()
     };
-    let out = generate(&gpu, &text, &prompt, &positions, delta, &opts, &mut |_| true)
-        .await
-        .unwrap();
+    let out = generate(&gpu, &text, &prompt, &positions, delta, &opts, &mut |_| {
+        true
+    })
+    .await
+    .unwrap();
     assert_eq!(out.token_ids, want);
 }
