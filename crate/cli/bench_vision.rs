@@ -224,13 +224,13 @@ fn time(
     Ok(t.elapsed().as_secs_f64())
 }
 
-/// GFLOP/s of `ops::linear` alone on (m, k) x (n, k)^T in the weights' format, after a warm-up.
+/// GFLOP/s of `ops::linear` alone on (m, k) x (n, k)^T in the weights' format: best of `runs`
+/// after a warm-up.
 fn linear_gflops(
     gpu: &Gpu,
-    m: usize,
-    n: usize,
-    k: usize,
+    (m, n, k): (usize, usize, usize),
     format: WeightFormat,
+    runs: usize,
 ) -> anyhow::Result<f64> {
     let x = Tensor::zeros(gpu, &[m, k], "probe.x")?;
     let y = Tensor::zeros(gpu, &[m, n], "probe.y")?;
@@ -242,7 +242,12 @@ fn linear_gflops(
     time(gpu, &small_y, &|rec| {
         Ok(ops::linear(rec, &small, &w, Some(&b), &small_y)?)
     })?;
-    let secs = time(gpu, &y, &|rec| Ok(ops::linear(rec, &x, &w, Some(&b), &y)?))?;
+    let mut secs = f64::INFINITY;
+    for _ in 0..runs.max(1) {
+        secs = secs.min(time(gpu, &y, &|rec| {
+            Ok(ops::linear(rec, &x, &w, Some(&b), &y)?)
+        })?);
+    }
     Ok(2.0 * (m * n * k) as f64 / secs / 1e9)
 }
 
@@ -264,14 +269,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let cfg = qwen7b_vision(args.depth);
             let source: Box<dyn ByteSource> = Box::new(RandomTower::new(&cfg));
             let store = pollster::block_on(WeightStore::open(vec![source]))?;
-            (
-                cfg,
-                store,
-                format!(
-                    "random Qwen2.5-VL-7B vision tower, {} blocks, bf16",
-                    cfg.depth
-                ),
-            )
+            let what = format!(
+                "random Qwen2.5-VL-7B vision tower, {} blocks, bf16",
+                cfg.depth
+            );
+            (cfg, store, what)
         }
         _ => bail!("pass --model DIR or --shapes 7b"),
     };
@@ -320,9 +322,38 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ];
     let mut probes = Vec::new();
     for (name, m, nn, k) in shapes {
-        probes.push((name, m, nn, k, linear_gflops(&gpu, m, nn, k, format)?));
+        probes.push((
+            name,
+            m,
+            nn,
+            k,
+            linear_gflops(&gpu, (m, nn, k), format, args.runs)?,
+        ));
     }
     let best_matmul = probes.iter().map(|p| p.4).fold(0.0, f64::max);
+    // One block's attention alone, windowed and full, to show where the tower's time goes.
+    let (heads, hd) = (cfg.num_heads, cfg.head_dim());
+    let q = Tensor::zeros(&gpu, &[n, heads, hd], "probe.q")?;
+    let o = Tensor::zeros(&gpu, &[n, heads, hd], "probe.o")?;
+    let mut attention = Vec::new();
+    for full in [false, true] {
+        let bounds = ops::u32_buffer(&gpu, &layout.segment_bounds(full), "probe.bounds");
+        let mask = ops::AttnMask::Segments { bounds: &bounds };
+        let secs = time(&gpu, &o, &|rec| {
+            Ok(ops::attention(rec, &q, &q, &q, mask, &o)?)
+        })?;
+        let cu = if full {
+            &layout.cu_seqlens
+        } else {
+            &layout.cu_window_seqlens
+        };
+        let pairs: f64 = cu.windows(2).map(|p| f64::from(p[1] - p[0]).powi(2)).sum();
+        attention.push((
+            if full { "full" } else { "windows" },
+            secs,
+            4.0 * pairs * h as f64 / secs / 1e9,
+        ));
+    }
     let report = serde_json::json!({
         "adapter": gpu.adapter.to_string(),
         "tower": what,
@@ -339,6 +370,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "vision_gflops": gflop / best,
         "matmul_gflops": probes.iter().map(|p| serde_json::json!({"op": p.0, "m": p.1, "n": p.2, "k": p.3, "gflops": p.4})).collect::<Vec<_>>(),
         "best_matmul_gflops": best_matmul,
+        "attention_probe": attention.iter().map(|a| serde_json::json!({"mask": a.0, "s": a.1, "gflops": a.2})).collect::<Vec<_>>(),
         "vision_vs_best_matmul": gflop / best / best_matmul,
     });
     if args.json {
@@ -348,15 +380,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("adapter            {}", gpu.adapter);
     println!("tower              {what} (load {load_s:.1} s)");
     println!(
-        "image              {0}x{0}: {n} patches, {} tokens, {} windows",
-        args.size,
-        layout.tokens(),
-        layout.cu_window_seqlens.len() - 1
+        "image              {side}x{side}: {n} patches, {tokens} tokens, {windows} windows",
+        side = args.size,
+        tokens = layout.tokens(),
+        windows = layout.cu_window_seqlens.len() - 1
     );
     println!("vision             {best:.3} s (warm-up {warmup:.3} s), {gflop:.2} GFLOP");
     println!("achieved           {:.2} GFLOP/s", gflop / best);
     for (name, m, nn, k, g) in &probes {
         println!("matmul {name:<11} ({m} x {k}) x ({nn} x {k})^T: {g:.2} GFLOP/s");
+    }
+    for (mask, secs, g) in &attention {
+        println!("attention {mask:<8} one block: {secs:.3} s, {g:.2} GFLOP/s");
     }
     println!(
         "vs best matmul     {:.0} % of {best_matmul:.2} GFLOP/s",
