@@ -363,3 +363,34 @@ fn real_medical_files_match_transformers() {
         check_greedy("tiny-small-vocab", case, PixelRange::Qoq, 2);
     }
 }
+
+/// A batch too big for one binding runs as image groups in one command buffer: forcing groups
+/// of at most 60 patches splits the two-image case (60 + 32 patches) and gives the same features.
+#[test]
+fn image_groups_give_the_same_features() {
+    let gpu = gpu();
+    let m = load(&gpu, "tiny-small-vocab");
+    let g = Golden::load("tiny-small-vocab", "two_images");
+    let pv = pixels(&m, &g, PixelRange::Model, 2);
+    let mut rec = Recorder::new(&gpu);
+    let features = m
+        .vision
+        .encode_in_groups(&mut rec, &pv.grid_thw, &pv.data, 60)
+        .unwrap();
+    rec.submit().unwrap();
+    let got = pollster::block_on(features.to_vec(&gpu)).unwrap();
+    assert_close(
+        "two_images in two groups: features",
+        &got,
+        &g.f32("vision.features").0,
+        TOL,
+        TOL,
+    );
+    let mut rec = Recorder::new(&gpu);
+    let err = m
+        .vision
+        .encode_in_groups(&mut rec, &pv.grid_thw, &pv.data, 59)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("image 1 has 60 patches"), "{err}");
+}

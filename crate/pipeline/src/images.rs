@@ -108,7 +108,7 @@ pub(crate) async fn encode(model: &Model, prepared: &Prepared) -> Result<(Tensor
     let vision = vision(model)?;
     let t0 = Instant::now();
     let mut rec = Recorder::new(&model.gpu);
-    let features = vision.forward(&mut rec, &prepared.layout, &prepared.pixels, None)?;
+    let features = vision.encode(&mut rec, &prepared.layout.grids, &prepared.pixels)?;
     rec.submit()?;
     // A 4-byte readback waits for the GPU on native and web alike.
     read_buffer(&model.gpu, &features.buffer, 0, 4).await?;

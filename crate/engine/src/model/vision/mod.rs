@@ -183,6 +183,76 @@ impl VisionModel {
         f + 2.0 * tokens * merged * (merged + c.out_hidden_size as f64)
     }
 
+    /// Patches one [`forward`](Self::forward) can take on this adapter: its largest activation,
+    /// (patches, max(patch_dim, 3 * hidden, intermediate)) f32, must fit one storage binding, and
+    /// the attention grid one dispatch dimension.
+    pub fn max_patches(&self, gpu: &Gpu) -> usize {
+        let c = &self.cfg;
+        let per_patch = 4 * c
+            .patch_dim()
+            .max(3 * c.hidden_size)
+            .max(c.intermediate_size);
+        let limit = gpu.max_binding().min(gpu.limits.max_buffer_size) as usize / per_patch;
+        limit.min(gpu.limits.max_compute_workgroups_per_dimension as usize)
+    }
+
+    /// Records the tower over the images of `grids` (t, h, w patches each) whose patch rows are
+    /// `pixels` (processor order); returns their features (tokens, out_hidden) in prompt order.
+    /// Images never attend to each other, so a batch too big for one binding runs as several
+    /// forwards (image groups) recorded into the same command buffer; one image too big is an error.
+    pub fn encode(&self, rec: &mut Recorder, grids: &[[u32; 3]], pixels: &[f32]) -> Result<Tensor> {
+        let max = self.max_patches(rec.gpu);
+        self.encode_in_groups(rec, grids, pixels, max)
+    }
+
+    /// [`encode`](Self::encode) with groups of at most `max` patches (tests force small groups).
+    pub fn encode_in_groups(
+        &self,
+        rec: &mut Recorder,
+        grids: &[[u32; 3]],
+        pixels: &[f32],
+        max: usize,
+    ) -> Result<Tensor> {
+        let gpu = rec.gpu;
+        let all = self.layout(grids)?;
+        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+        let (mut start, mut patches) = (0, 0);
+        for (i, g) in grids.iter().enumerate() {
+            let n = g.iter().map(|&v| v as usize).product::<usize>();
+            if n > max {
+                return Err(Error::GpuLimit(format!(
+                    "image {} has {n} patches but the vision tower on {} takes at most {max} at once; \
+                     use --pixel-range qoq (QoQ-Med's 524,288-pixel limit) or a smaller image",
+                    i + 1,
+                    gpu.adapter.name
+                )));
+            }
+            if patches + n > max {
+                groups.push(start..i);
+                (start, patches) = (i, 0);
+            }
+            patches += n;
+        }
+        groups.push(start..grids.len());
+        if groups.len() == 1 {
+            return self.forward(rec, &all, pixels, None);
+        }
+        let out = Tensor::zeros(
+            gpu,
+            &[all.tokens(), self.cfg.out_hidden_size],
+            "vision.features",
+        )?; // (tokens, out_hidden)
+        let (mut row, mut value) = (0, 0);
+        for g in groups {
+            let layout = self.layout(&grids[g])?;
+            let len = layout.patches * self.cfg.patch_dim();
+            let features = self.forward(rec, &layout, &pixels[value..value + len], None)?;
+            ops::copy(rec, &features, 0, &out, row, features.numel())?;
+            (row, value) = (row + features.numel(), value + len);
+        }
+        Ok(out)
+    }
+
     /// Records the tower over `pixels` (patches, patch_dim), processor order, for the images of
     /// `layout`; returns the image features (tokens, out_hidden) in prompt order (image by image,
     /// row-major merged units), ready for [`crate::model::Injection`].
