@@ -165,8 +165,18 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
     } else {
         writeln!(stdout)?;
         let t = &answer.timings;
+        let vision = if answer.images.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{} image(s), vision {:.2} s, first token {:.2} s; ",
+                answer.images.len(),
+                t.vision_s,
+                t.time_to_first_token_s
+            )
+        };
         eprintln!(
-            "[{} prompt tokens, {} new; prefill {:.1} tok/s, decode {:.1} tok/s on {}]",
+            "[{} prompt tokens, {} new; {vision}prefill {:.1} tok/s, decode {:.1} tok/s on {}]",
             answer.prompt_tokens,
             answer.token_ids.len(),
             t.prefill_tokens_per_s,
