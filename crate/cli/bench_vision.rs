@@ -312,7 +312,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (n, h, i) = (layout.patches, cfg.hidden_size, cfg.intermediate_size);
     let merged = h * layout.merge_unit;
     let shapes = [
-        ("patch_embed", n, h, cfg.patch_dim()),
+        ("patch_embed", n, h, model.patch_cols()),
         ("qkv", n, 3 * h, h),
         ("proj", n, h, h),
         ("gate/up", n, i, h),

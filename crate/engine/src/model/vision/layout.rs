@@ -124,8 +124,9 @@ impl VisionLayout {
         self.window_index.len()
     }
 
-    /// Patch rows (`cols` values each) reordered from processor order into window order.
-    pub fn permute_rows(&self, data: &[f32], cols: usize) -> Result<Vec<f32>> {
+    /// Patch rows (`cols` values each) reordered from processor order into window order, each
+    /// followed by zeros up to `out_cols` values.
+    pub fn permute_rows(&self, data: &[f32], cols: usize, out_cols: usize) -> Result<Vec<f32>> {
         if data.len() != self.patches * cols {
             return Err(Error::Input(format!(
                 "{} pixel values for {} patches of {cols}",
@@ -133,10 +134,13 @@ impl VisionLayout {
                 self.patches
             )));
         }
-        let group = self.merge_unit * cols;
-        let mut out = Vec::with_capacity(data.len());
-        for &u in &self.window_index {
-            out.extend_from_slice(&data[u as usize * group..][..group]);
+        let mut out = vec![0f32; self.patches * out_cols.max(cols)];
+        let unit = self.merge_unit;
+        for (row, &u) in self.window_index.iter().enumerate() {
+            for j in 0..unit {
+                let src = &data[(u as usize * unit + j) * cols..][..cols];
+                out[(row * unit + j) * out_cols.max(cols)..][..cols].copy_from_slice(src);
+            }
         }
         Ok(out)
     }

@@ -31,11 +31,16 @@ struct Block {
 
 pub struct VisionModel {
     pub cfg: VisionConfig,
-    patch_embed: Weight, // (hidden, in_channels * temporal_patch * patch * patch): the Conv3d as a linear
+    patch_embed: Weight, // (hidden, patch_cols): the Conv3d as a linear, zero-padded columns
     blocks: Vec<Block>,
     ln_q: Weight, // (hidden)
     mlp0: Linear, // (hidden * merge^2, hidden * merge^2)
     mlp2: Linear, // (out_hidden, hidden * merge^2)
+}
+
+/// Values per patch row on the GPU: the patch (1176 for Qwen2.5-VL) padded to a multiple of 32.
+fn padded_patch_cols(cfg: &VisionConfig) -> usize {
+    cfg.patch_dim().div_ceil(32) * 32
 }
 
 async fn load(gpu: &Gpu, store: &WeightStore, base: &str, shape: &[usize]) -> Result<Weight> {
@@ -99,8 +104,25 @@ impl VisionModel {
             cfg.patch_size,
         ])?;
         // Conv3d with stride = kernel over one patch is a dot product with the flattened kernel,
-        // in the same (channel, t, y, x) order the processor flattens a patch.
-        let patch_embed = upload(gpu, store, pe, &[h, cfg.patch_dim()]).await?;
+        // in the same (channel, t, y, x) order the processor flattens a patch. Rows are padded with
+        // zeros from 1176 to 1184 values: the engine's fast GEMM (and the quantized formats) take
+        // inputs in whole groups of 32; the pixel rows get the same zero columns.
+        let (k, cols) = (cfg.patch_dim(), padded_patch_cols(cfg));
+        let owned;
+        let bytes = match store.bytes(pe) {
+            Some(b) => b,
+            None => {
+                owned = store.read(pe).await?;
+                &owned[..]
+            }
+        };
+        let size = pe.dtype.size_in_bytes();
+        let mut padded = vec![0u8; h * cols * size];
+        for (row, src) in padded.chunks_mut(cols * size).zip(bytes.chunks(k * size)) {
+            row[..src.len()].copy_from_slice(src);
+        }
+        let patch_embed =
+            Weight::upload(gpu, &pe.name, pe.dtype.into(), &[h, cols], &padded, None)?;
         let mut blocks = Vec::with_capacity(cfg.depth);
         for b in 0..cfg.depth {
             let p = format!("blocks.{b}");
@@ -183,13 +205,18 @@ impl VisionModel {
         f + 2.0 * tokens * merged * (merged + c.out_hidden_size as f64)
     }
 
+    /// Values per patch row the patch embedding reads (the patch, zero-padded to a multiple of 32).
+    pub fn patch_cols(&self) -> usize {
+        padded_patch_cols(&self.cfg)
+    }
+
     /// Patches one [`forward`](Self::forward) can take on this adapter: its largest activation,
-    /// (patches, max(patch_dim, 3 * hidden, intermediate)) f32, must fit one storage binding, and
+    /// (patches, max(patch_cols, 3 * hidden, intermediate)) f32, must fit one storage binding, and
     /// the attention grid one dispatch dimension.
     pub fn max_patches(&self, gpu: &Gpu) -> usize {
         let c = &self.cfg;
-        let per_patch = 4 * c
-            .patch_dim()
+        let per_patch = 4 * self
+            .patch_cols()
             .max(3 * c.hidden_size)
             .max(c.intermediate_size);
         let limit = gpu.max_binding().min(gpu.limits.max_buffer_size) as usize / per_patch;
@@ -272,8 +299,8 @@ impl VisionModel {
         let t = |shape: &[usize], name: &str| Tensor::zeros(gpu, shape, name);
         let x_in = Tensor::from_f32(
             gpu,
-            &layout.permute_rows(pixels, c.patch_dim())?,
-            &[n, c.patch_dim()],
+            &layout.permute_rows(pixels, c.patch_dim(), self.patch_cols())?,
+            &[n, self.patch_cols()],
             "vision.pixels",
         )?;
         let (cos, sin) = layout.rope_tables(hd, c.rope_theta);
