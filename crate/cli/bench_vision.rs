@@ -309,14 +309,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ])
         .map(|t| t.dtype.into())
         .unwrap_or(WeightFormat::BF16);
-    let (n, h, i) = (layout.patches, cfg.hidden_size, cfg.intermediate_size);
+    let (n, h) = (layout.patches, cfg.hidden_size);
     let merged = h * layout.merge_unit;
     let shapes = [
         ("patch_embed", n, h, model.patch_cols()),
         ("qkv", n, 3 * h, h),
         ("proj", n, h, h),
-        ("gate/up", n, i, h),
-        ("down", n, h, i),
+        ("gate/up", n, model.mlp_cols(), h),
+        ("down", n, h, model.mlp_cols()),
         ("merger.0", layout.tokens(), merged, merged),
         ("merger.2", layout.tokens(), cfg.out_hidden_size, merged),
     ];

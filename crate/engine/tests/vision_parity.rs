@@ -394,3 +394,59 @@ fn image_groups_give_the_same_features() {
         .to_string();
     assert!(err.contains("image 1 has 60 patches"), "{err}");
 }
+
+/// An odd-shaped tower: MLP 40 (zero-padded to 64 on the GPU), 3 heads, windows of 2x2 merged
+/// units (20 ragged windows on 250x190), full attention in block 0, rope theta 5000.
+#[test]
+fn odd_shaped_tower_matches_transformers() {
+    let gpu = gpu();
+    let dir = root().join("tests/fixtures/models/tiny-vision-odd");
+    let cfg = ModelConfig::from_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let vcfg = cfg.vision.as_ref().unwrap();
+    assert_eq!(
+        (vcfg.intermediate_size, vcfg.window_size, vcfg.rope_theta),
+        (40, 56, 5000.0)
+    );
+    let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let sources: Vec<Box<dyn qoqmed_engine::weights::ByteSource>> = vec![Box::new(
+        qoqmed_engine::weights::MemorySource::new("model.safetensors", weights),
+    )];
+    let store = pollster::block_on(WeightStore::open(sources)).unwrap();
+    let vision = pollster::block_on(VisionModel::load(&gpu, &store, vcfg)).unwrap();
+    assert_eq!((vision.mlp_cols(), vision.patch_cols()), (64, 1184));
+    let g = Golden::load("tiny-vision-odd", "odd_250x190");
+    let png =
+        std::fs::read(root().join("tests/fixtures/images/vision/pattern_250x190.png")).unwrap();
+    let images =
+        qoqmed_imaging::read_image(&png, "pattern_250x190.png", &ReadOptions::default()).unwrap();
+    let pv = qoqmed_imaging::preprocess(&images, &ProcessorConfig::default(), PixelRange::Model)
+        .unwrap();
+    let layout = vision.layout(&pv.grid_thw).unwrap();
+    assert_eq!(layout.window_index, g.u32s("vision.window_index"));
+    assert_eq!(layout.cu_window_seqlens, g.u32s("vision.cu_window_seqlens"));
+    let mut taps = Vec::new();
+    let mut rec = Recorder::new(&gpu);
+    vision
+        .forward(&mut rec, &layout, &pv.data, Some(&mut taps))
+        .unwrap();
+    rec.submit().unwrap();
+    for (name, t) in &taps {
+        let got = pollster::block_on(t.to_vec(&gpu)).unwrap();
+        let (mut want, shape) = g.f32(&format!("vision.{name}"));
+        if name == "patch_embed" {
+            let unit = layout.merge_unit * shape[1];
+            want = layout
+                .window_index
+                .iter()
+                .flat_map(|&u| want[u as usize * unit..][..unit].to_vec())
+                .collect();
+        }
+        assert_close(
+            &format!("tiny-vision-odd vision.{name}"),
+            &got,
+            &want,
+            TOL,
+            TOL,
+        );
+    }
+}

@@ -24,9 +24,9 @@ struct Block {
     norm2: Weight,     // (hidden)
     qkv: Linear,       // (3 * hidden, hidden)
     proj: Linear,      // (hidden, hidden)
-    gate_proj: Linear, // (intermediate, hidden)
-    up_proj: Linear,   // (intermediate, hidden)
-    down_proj: Linear, // (hidden, intermediate)
+    gate_proj: Linear, // (intermediate padded to 32, hidden), zero rows
+    up_proj: Linear,   // (intermediate padded to 32, hidden), zero rows
+    down_proj: Linear, // (hidden, intermediate padded to 32), zero columns
 }
 
 pub struct VisionModel {
@@ -38,23 +38,26 @@ pub struct VisionModel {
     mlp2: Linear, // (out_hidden, hidden * merge^2)
 }
 
-/// Values per patch row on the GPU: the patch (1176 for Qwen2.5-VL) padded to a multiple of 32.
-fn padded_patch_cols(cfg: &VisionConfig) -> usize {
-    cfg.patch_dim().div_ceil(32) * 32
+/// `n` rounded up to a whole number of 32-value groups. The engine's fast GEMM and the quantized
+/// formats take inputs in groups of 32; Qwen2.5-VL's patch (1176 values) and the 7B tower's MLP
+/// (3420) are not, so those weights get zero rows / columns at load and the activations zero
+/// columns: the products are unchanged, the kernels are the fast ones.
+fn padded(n: usize) -> usize {
+    n.div_ceil(32) * 32
 }
 
-async fn load(gpu: &Gpu, store: &WeightStore, base: &str, shape: &[usize]) -> Result<Weight> {
-    let info = store.find_any(&visual_tensor_names(base))?;
-    info.expect_shape(shape)?;
-    upload(gpu, store, info, shape).await
-}
-
-async fn upload(
+/// Uploads the tensor `base` checked to have `shape`, as a (rows, cols) matrix (a vector when
+/// `cols` is None) zero-padded to (`to_rows`, `to_cols`).
+async fn load_padded(
     gpu: &Gpu,
     store: &WeightStore,
-    info: &crate::weights::TensorInfo,
+    base: &str,
     shape: &[usize],
+    (rows, cols): (usize, Option<usize>),
+    (to_rows, to_cols): (usize, usize),
 ) -> Result<Weight> {
+    let info = store.find_any(&visual_tensor_names(base))?;
+    info.expect_shape(shape)?;
     let owned;
     let bytes = match store.bytes(info) {
         Some(b) => b,
@@ -63,19 +66,63 @@ async fn upload(
             &owned[..]
         }
     };
-    Weight::upload(gpu, &info.name, info.dtype.into(), shape, bytes, None)
+    let format = info.dtype.into();
+    let cols_in = cols.unwrap_or(1);
+    if (rows, cols_in) == (to_rows, to_cols) {
+        let gpu_shape = if cols.is_some() {
+            vec![rows, cols_in]
+        } else {
+            vec![rows]
+        };
+        return Weight::upload(gpu, &info.name, format, &gpu_shape, bytes, None);
+    }
+    let size = info.dtype.size_in_bytes();
+    let mut out = vec![0u8; to_rows * to_cols * size];
+    for (dst, src) in out
+        .chunks_mut(to_cols * size)
+        .zip(bytes.chunks(cols_in * size))
+    {
+        dst[..src.len()].copy_from_slice(src);
+    }
+    let gpu_shape = if cols.is_some() {
+        vec![to_rows, to_cols]
+    } else {
+        vec![to_rows]
+    };
+    Weight::upload(gpu, &info.name, format, &gpu_shape, &out, None)
 }
 
+async fn load(gpu: &Gpu, store: &WeightStore, base: &str, shape: &[usize]) -> Result<Weight> {
+    load_padded(gpu, store, base, shape, (shape[0], None), (shape[0], 1)).await
+}
+
+/// A linear layer (out, inp) + bias, zero-padded to (to_out, to_inp).
 async fn linear(
     gpu: &Gpu,
     store: &WeightStore,
     base: &str,
-    out: usize,
-    inp: usize,
+    (out, inp): (usize, usize),
+    (to_out, to_inp): (usize, usize),
 ) -> Result<Linear> {
     Ok(Linear {
-        w: load(gpu, store, &format!("{base}.weight"), &[out, inp]).await?,
-        b: load(gpu, store, &format!("{base}.bias"), &[out]).await?,
+        w: load_padded(
+            gpu,
+            store,
+            &format!("{base}.weight"),
+            &[out, inp],
+            (out, Some(inp)),
+            (to_out, to_inp),
+        )
+        .await?,
+        b: load_padded(
+            gpu,
+            store,
+            &format!("{base}.bias"),
+            &[out],
+            (out, None),
+            (to_out, 1),
+        )
+        .await?,
     })
 }
 
@@ -95,53 +142,59 @@ impl VisionModel {
     pub async fn load(gpu: &Gpu, store: &WeightStore, cfg: &VisionConfig) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         let merged = h * cfg.spatial_merge_size * cfg.spatial_merge_size;
-        let pe = store.find_any(&visual_tensor_names("patch_embed.proj.weight"))?;
-        pe.expect_shape(&[
-            h,
-            cfg.in_channels,
-            cfg.temporal_patch_size,
-            cfg.patch_size,
-            cfg.patch_size,
-        ])?;
+        let (k, ip) = (cfg.patch_dim(), padded(i));
         // Conv3d with stride = kernel over one patch is a dot product with the flattened kernel,
-        // in the same (channel, t, y, x) order the processor flattens a patch. Rows are padded with
-        // zeros from 1176 to 1184 values: the engine's fast GEMM (and the quantized formats) take
-        // inputs in whole groups of 32; the pixel rows get the same zero columns.
-        let (k, cols) = (cfg.patch_dim(), padded_patch_cols(cfg));
-        let owned;
-        let bytes = match store.bytes(pe) {
-            Some(b) => b,
-            None => {
-                owned = store.read(pe).await?;
-                &owned[..]
-            }
-        };
-        let size = pe.dtype.size_in_bytes();
-        let mut padded = vec![0u8; h * cols * size];
-        for (row, src) in padded.chunks_mut(cols * size).zip(bytes.chunks(k * size)) {
-            row[..src.len()].copy_from_slice(src);
-        }
-        let patch_embed =
-            Weight::upload(gpu, &pe.name, pe.dtype.into(), &[h, cols], &padded, None)?;
+        // in the same (channel, t, y, x) order the processor flattens a patch.
+        let patch_embed = load_padded(
+            gpu,
+            store,
+            "patch_embed.proj.weight",
+            &[
+                h,
+                cfg.in_channels,
+                cfg.temporal_patch_size,
+                cfg.patch_size,
+                cfg.patch_size,
+            ],
+            (h, Some(k)),
+            (h, padded(k)),
+        )
+        .await?;
         let mut blocks = Vec::with_capacity(cfg.depth);
         for b in 0..cfg.depth {
             let p = format!("blocks.{b}");
             blocks.push(Block {
                 norm1: load(gpu, store, &format!("{p}.norm1.weight"), &[h]).await?,
                 norm2: load(gpu, store, &format!("{p}.norm2.weight"), &[h]).await?,
-                qkv: linear(gpu, store, &format!("{p}.attn.qkv"), 3 * h, h).await?,
-                proj: linear(gpu, store, &format!("{p}.attn.proj"), h, h).await?,
-                gate_proj: linear(gpu, store, &format!("{p}.mlp.gate_proj"), i, h).await?,
-                up_proj: linear(gpu, store, &format!("{p}.mlp.up_proj"), i, h).await?,
-                down_proj: linear(gpu, store, &format!("{p}.mlp.down_proj"), h, i).await?,
+                qkv: linear(gpu, store, &format!("{p}.attn.qkv"), (3 * h, h), (3 * h, h)).await?,
+                proj: linear(gpu, store, &format!("{p}.attn.proj"), (h, h), (h, h)).await?,
+                gate_proj: linear(gpu, store, &format!("{p}.mlp.gate_proj"), (i, h), (ip, h))
+                    .await?,
+                up_proj: linear(gpu, store, &format!("{p}.mlp.up_proj"), (i, h), (ip, h)).await?,
+                down_proj: linear(gpu, store, &format!("{p}.mlp.down_proj"), (h, i), (h, ip))
+                    .await?,
             });
         }
         Ok(Self {
             patch_embed,
             blocks,
             ln_q: load(gpu, store, "merger.ln_q.weight", &[h]).await?,
-            mlp0: linear(gpu, store, "merger.mlp.0", merged, merged).await?,
-            mlp2: linear(gpu, store, "merger.mlp.2", cfg.out_hidden_size, merged).await?,
+            mlp0: linear(
+                gpu,
+                store,
+                "merger.mlp.0",
+                (merged, merged),
+                (merged, merged),
+            )
+            .await?,
+            mlp2: linear(
+                gpu,
+                store,
+                "merger.mlp.2",
+                (cfg.out_hidden_size, merged),
+                (cfg.out_hidden_size, merged),
+            )
+            .await?,
             cfg: cfg.clone(),
         })
     }
@@ -207,7 +260,12 @@ impl VisionModel {
 
     /// Values per patch row the patch embedding reads (the patch, zero-padded to a multiple of 32).
     pub fn patch_cols(&self) -> usize {
-        padded_patch_cols(&self.cfg)
+        padded(self.cfg.patch_dim())
+    }
+
+    /// Width of the MLP on the GPU (the intermediate size zero-padded to a multiple of 32).
+    pub fn mlp_cols(&self) -> usize {
+        padded(self.cfg.intermediate_size)
     }
 
     /// Patches one [`forward`](Self::forward) can take on this adapter: its largest activation,
@@ -218,7 +276,7 @@ impl VisionModel {
         let per_patch = 4 * self
             .patch_cols()
             .max(3 * c.hidden_size)
-            .max(c.intermediate_size);
+            .max(padded(c.intermediate_size));
         let limit = gpu.max_binding().min(gpu.limits.max_buffer_size) as usize / per_patch;
         limit.min(gpu.limits.max_compute_workgroups_per_dimension as usize)
     }
@@ -318,9 +376,10 @@ impl VisionModel {
         let v = t(&[n, c.num_heads, hd], "vision.v")?; // (patches, heads, head_dim)
         let attn = t(&[n, c.num_heads, hd], "vision.attn")?; // (patches, heads, head_dim)
         let o = t(&[n, h], "vision.o")?; // (patches, hidden)
-        let gate = t(&[n, c.intermediate_size], "vision.gate")?; // (patches, intermediate)
-        let up = t(&[n, c.intermediate_size], "vision.up")?; // (patches, intermediate)
-        let act = t(&[n, c.intermediate_size], "vision.act")?; // (patches, intermediate)
+        let ip = padded(c.intermediate_size);
+        let gate = t(&[n, ip], "vision.gate")?; // (patches, intermediate padded)
+        let up = t(&[n, ip], "vision.up")?; // (patches, intermediate padded)
+        let act = t(&[n, ip], "vision.act")?; // (patches, intermediate padded), pad columns 0
 
         let mut tap = |rec: &mut Recorder, name: String, src: &Tensor| -> Result<()> {
             if let Some(taps) = taps.as_deref_mut() {
