@@ -8,7 +8,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use qoqmed_engine::chat::Instruction;
 use qoqmed_engine::gpu::{Gpu, list_adapters};
-use qoqmed_pipeline::{EcgInput, Event, InputFile, LoadOptions, Model, ModelFiles, Request, run};
+use qoqmed_imaging::PixelRange;
+use qoqmed_pipeline::{
+    Answer, EcgInput, Event, InputFile, LoadOptions, Model, ModelFiles, Request, run,
+};
+
+use crate::preprocess::{RangeArg, parse_window};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,9 +23,24 @@ pub struct Args {
     /// The question.
     #[arg(long)]
     prompt: String,
-    /// Image, DICOM or NIfTI file (repeatable; placed before the text).
+    /// Image: PNG, JPEG, WebP, BMP, TIFF, DICOM (.dcm) or NIfTI (.nii, .nii.gz). Repeatable;
+    /// placed before the text; at most 4 images in all, counting every sampled slice of a volume.
     #[arg(long)]
     image: Vec<PathBuf>,
+    /// Resize applied before the model processor: QoQ-Med's pixel range (`qoq`) or only the model's
+    /// own processor (`model`).
+    #[arg(long = "pixel-range", value_enum, default_value = "qoq")]
+    pixel_range: RangeArg,
+    /// Slices sampled from each volume or multi-frame file (1 to 4).
+    #[arg(long, default_value_t = 2)]
+    frames: usize,
+    /// VOI window CENTER,WIDTH for DICOM and NIfTI grey levels (overrides the file's own).
+    #[arg(long, value_name = "C,W", allow_hyphen_values = true)]
+    window: Option<String>,
+    /// Write the image with the answer's boxes and labels drawn to this PNG (several images:
+    /// OUT-0.png, OUT-1.png, ...).
+    #[arg(long, value_name = "OUT.png")]
+    annotate: Option<PathBuf>,
     /// ECG file (repeatable; placed after the text).
     #[arg(long)]
     ecg: Vec<PathBuf>,
@@ -83,6 +103,9 @@ fn input_file(path: &Path, what: &str) -> anyhow::Result<InputFile> {
 }
 
 pub fn run_cmd(args: Args) -> anyhow::Result<()> {
+    if args.annotate.is_some() && args.image.is_empty() {
+        bail!("--annotate needs an image: pass --image FILE");
+    }
     let images = args
         .image
         .iter()
@@ -99,6 +122,12 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let request = Request {
         images,
+        pixel_range: match args.pixel_range {
+            RangeArg::Qoq => PixelRange::Qoq,
+            RangeArg::Model => PixelRange::Model,
+        },
+        frames: args.frames,
+        window: args.window.as_deref().map(parse_window).transpose()?,
         ecgs,
         prompt: args.prompt,
         system: args.system,
@@ -142,19 +171,56 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
         }
         true
     }))?;
+    if let Some(out) = &args.annotate {
+        write_annotations(out, &answer)?;
+    }
     if json {
         writeln!(stdout, "{}", serde_json::to_string(&answer)?)?;
     } else {
         writeln!(stdout)?;
         let t = &answer.timings;
+        let vision = if answer.images.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{} image(s), vision {:.2} s, first token {:.2} s; ",
+                answer.images.len(),
+                t.vision_s,
+                t.time_to_first_token_s
+            )
+        };
         eprintln!(
-            "[{} prompt tokens, {} new; prefill {:.1} tok/s, decode {:.1} tok/s on {}]",
+            "[{} prompt tokens, {} new; {vision}prefill {:.1} tok/s, decode {:.1} tok/s on {}]",
             answer.prompt_tokens,
             answer.token_ids.len(),
             t.prefill_tokens_per_s,
             t.decode_tokens_per_s,
             answer.adapter
         );
+    }
+    Ok(())
+}
+
+/// `--annotate OUT.png`: the image with its boxes; several images go to OUT-0.png, OUT-1.png, ...
+fn write_annotations(out: &Path, answer: &Answer) -> anyhow::Result<()> {
+    let pictures = qoqmed_pipeline::annotate(&answer.boxes, &answer.images);
+    if pictures.is_empty() {
+        bail!("--annotate needs an image: pass --image FILE");
+    }
+    let many = pictures.len() > 1;
+    for (i, picture) in pictures.iter().enumerate() {
+        let path = if many {
+            let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+            let ext = out
+                .extension()
+                .map_or("png".into(), |e| e.to_string_lossy());
+            out.with_file_name(format!("{stem}-{i}.{ext}"))
+        } else {
+            out.to_path_buf()
+        };
+        picture
+            .save_with_format(&path, image::ImageFormat::Png)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

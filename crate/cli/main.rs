@@ -4,6 +4,7 @@
 mod advantages;
 mod bench;
 mod bench_copy;
+mod bench_vision;
 mod ecg_plot;
 mod generate;
 mod preprocess;
@@ -31,6 +32,8 @@ enum Command {
     Bench(bench::Args),
     /// Convert a Hugging Face checkpoint to 4/8-bit (or f16) weights in a new model folder.
     Quantize(quantize::Args),
+    /// Time the vision tower on one image and compare its GFLOP/s with the engine's matmul.
+    BenchVision(bench_vision::Args),
     /// List the GPU adapters wgpu can see (use the index with `generate --adapter`).
     Adapters,
     /// Turn images and ECGs into the tensors the model takes and write them to a safetensors file.
@@ -84,6 +87,7 @@ fn main() -> std::process::ExitCode {
         Command::Generate(args) => generate::run_cmd(args),
         Command::Bench(args) => bench::run(args),
         Command::Quantize(args) => quantize::run(args),
+        Command::BenchVision(args) => bench_vision::run(args),
         Command::Adapters => generate::list_adapters_cmd(),
         Command::Preprocess(args) => preprocess::run(args),
         Command::EcgPlot(args) => ecg_plot::run(args),

@@ -48,7 +48,7 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-fn parse_window(s: &str) -> anyhow::Result<Window> {
+pub(crate) fn parse_window(s: &str) -> anyhow::Result<Window> {
     let (c, w) = s
         .split_once(',')
         .context("--window takes CENTER,WIDTH, e.g. --window 40,400")?;

@@ -43,6 +43,9 @@ pub mod defaults {
     pub const VISION_FULLATT_BLOCK_INDEXES: [usize; 4] = [7, 15, 23, 31];
     /// The vision tower's 2-D RoPE base (`rope_parameters.rope_theta` of the vision config).
     pub const VISION_ROPE_THETA: f64 = 10000.0;
+    /// The vision tower's RMSNorm eps: transformers hard-codes 1e-6 (`Qwen2_5_VLRMSNorm(..., eps=1e-6)`
+    /// in every vision block and the merger), config.json has no key for it.
+    pub const VISION_RMS_NORM_EPS: f32 = 1e-6;
     /// `GenerationConfig._get_default_generation_params()`: repetition penalty off, and the
     /// sampling values transformers uses when `do_sample` is on but a key is absent.
     pub const REPETITION_PENALTY: f32 = 1.0;
@@ -90,6 +93,8 @@ pub struct VisionConfig {
     pub tokens_per_second: f32,
     /// Base of the 2-D rotary embedding over (row, col).
     pub rope_theta: f64,
+    /// RMSNorm eps of the blocks and the merger (not a config.json key).
+    pub rms_norm_eps: f32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -168,6 +173,7 @@ struct RawVision {
     fullatt_block_indexes: Option<Vec<usize>>,
     tokens_per_second: Option<f32>,
     rope_parameters: Option<RawRope>,
+    hidden_act: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -365,7 +371,17 @@ impl VisionConfig {
                 .as_ref()
                 .and_then(|r| r.rope_theta)
                 .unwrap_or(defaults::VISION_ROPE_THETA),
+            rms_norm_eps: defaults::VISION_RMS_NORM_EPS,
         };
+        // Qwen2.5-VL's blocks use a SiLU-gated MLP; Qwen2-VL's (GELU, LayerNorm) is another tower.
+        if let Some(act) = raw.hidden_act.as_deref()
+            && act != "silu"
+        {
+            return Err(Error::Config(format!(
+                "vision_config.hidden_act is {act:?}; qoqmed runs Qwen2.5-VL's vision tower, whose MLP is \"silu\" \
+                 (a Qwen2-VL checkpoint is not supported)"
+            )));
+        }
         config.validate()?;
         Ok(config)
     }

@@ -17,7 +17,7 @@ use crate::gpu::ops::sample::GpuSampler;
 use crate::gpu::{Gpu, Recorder, Tensor, map_read, staging_buffer};
 use crate::kv_cache::KvFormat;
 use crate::model::rope::{self, Position};
-use crate::model::{Logits, Session, TextModel};
+use crate::model::{Injection, Logits, Session, TextModel};
 use crate::sampler::{Sampler, SamplingParams};
 
 #[derive(Clone, Debug)]
@@ -37,6 +37,8 @@ pub struct GenerateOptions {
     pub gpu_sampling: bool,
     /// Storage of the KV cache (f32 by default; f16 halves its memory).
     pub kv_format: KvFormat,
+    /// Feature rows replacing prompt embeddings (image features, the ECG vector), contract 5.
+    pub inject: Vec<Injection>,
 }
 
 impl Default for GenerateOptions {
@@ -51,6 +53,7 @@ impl Default for GenerateOptions {
             keep_logits: false,
             gpu_sampling: true,
             kv_format: KvFormat::F32,
+            inject: Vec::new(),
         }
     }
 }
@@ -175,13 +178,14 @@ impl Loop<'_, '_> {
         let mut start = 0;
         loop {
             let end = (start + chunk).min(n);
-            let logits = self.model.forward(
+            let logits = self.model.forward_injected(
                 &mut self.rec,
                 self.session,
                 &self.prompt[start..end],
                 &self.positions[start..end],
                 Logits::Last,
                 None,
+                &self.opts.inject,
             )?;
             if end == n {
                 return Ok(logits);

@@ -7,7 +7,7 @@ use qoqmed_engine::chat::Tokenizer;
 use qoqmed_engine::config::ModelConfig;
 use qoqmed_engine::generate::{GenerateOptions, generate};
 use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, Weight, WeightFormat, ops};
-use qoqmed_engine::model::{TextModel, rope};
+use qoqmed_engine::model::{Injection, TextModel, VisionModel, rope};
 use qoqmed_engine::quant;
 use qoqmed_engine::sampler::SamplingParams;
 use qoqmed_engine::weights::{ByteSource, MemorySource, WeightStore};
@@ -15,6 +15,90 @@ use safetensors::SafeTensors;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
+
+/// qoqmed-imaging decodes JPEG 2000 DICOM with `openjp2`, a c2rust port of OpenJPEG that calls
+/// libc's allocator and `strcpy`. wasm32-unknown-unknown has no libc, so a module linking the
+/// readers imports them from `env` and cannot be instantiated; these Rust-allocator versions
+/// resolve them (the web app needs the same, see the vision notes).
+#[allow(clippy::missing_safety_doc)]
+mod libc_shim {
+    use std::alloc::{Layout, alloc, alloc_zeroed, dealloc, realloc as grow};
+
+    /// Each block starts with its size, so `free` and `realloc` can rebuild the layout.
+    const HEADER: usize = 16;
+
+    fn layout(size: usize) -> Option<Layout> {
+        Layout::from_size_align(size.checked_add(HEADER)?, HEADER).ok()
+    }
+
+    unsafe fn finish(base: *mut u8, size: usize) -> *mut u8 {
+        if base.is_null() {
+            return base;
+        }
+        unsafe {
+            (base as *mut usize).write(size);
+            base.add(HEADER)
+        }
+    }
+
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn malloc(size: usize) -> *mut u8 {
+        match layout(size) {
+            Some(l) => unsafe { finish(alloc(l), size) },
+            None => std::ptr::null_mut(),
+        }
+    }
+
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut u8 {
+        match n.checked_mul(size).and_then(|s| Some((s, layout(s)?))) {
+            Some((s, l)) => unsafe { finish(alloc_zeroed(l), s) },
+            None => std::ptr::null_mut(),
+        }
+    }
+
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn free(p: *mut u8) {
+        if p.is_null() {
+            return;
+        }
+        unsafe {
+            let base = p.sub(HEADER);
+            let size = (base as *const usize).read();
+            dealloc(base, layout(size).unwrap());
+        }
+    }
+
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+        if p.is_null() {
+            return unsafe { malloc(size) };
+        }
+        let Some(new) = layout(size) else {
+            return std::ptr::null_mut();
+        };
+        unsafe {
+            let base = p.sub(HEADER);
+            let old = (base as *const usize).read();
+            finish(grow(base, layout(old).unwrap(), new.size()), size)
+        }
+    }
+
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn strcpy(dst: *mut u8, src: *const u8) -> *mut u8 {
+        let mut i = 0;
+        unsafe {
+            loop {
+                let c = src.add(i).read();
+                dst.add(i).write(c);
+                if c == 0 {
+                    return dst;
+                }
+                i += 1;
+            }
+        }
+    }
+}
 
 async fn gpu() -> Gpu {
     let gpu = Gpu::new(None)
@@ -176,5 +260,79 @@ async fn tiny_model_greedy_ids_match_transformers_on_webgpu() {
     let out = generate(&gpu, &model, &prompt, &positions, 0, &opts, &mut |_| true)
         .await
         .unwrap();
+    assert_eq!(out.token_ids, want);
+}
+
+/// One image through the vision tower in the browser: the product's reader and processor on the
+/// committed PNG, the tower's features injected into the prompt, greedy ids equal transformers'
+/// (the 250x190 case: a bicubic resize and ragged windows).
+#[wasm_bindgen_test]
+async fn tiny_model_image_greedy_ids_match_transformers_on_webgpu() {
+    let gpu = gpu().await;
+    let config = ModelConfig::from_json(include_bytes!(
+        "../../../tests/fixtures/models/tiny-small-vocab/config.json"
+    ))
+    .unwrap();
+    let weights =
+        include_bytes!("../../../tests/fixtures/models/tiny-small-vocab/model.safetensors");
+    let sources: Vec<Box<dyn ByteSource>> = vec![Box::new(MemorySource::new(
+        "model.safetensors",
+        weights.to_vec(),
+    ))];
+    let store = WeightStore::open(sources).await.unwrap();
+    let text = TextModel::load(&gpu, &store, &config.text).await.unwrap();
+    let vision = VisionModel::load(&gpu, &store, config.vision.as_ref().unwrap())
+        .await
+        .unwrap();
+    let processor = qoqmed_imaging::ProcessorConfig::from_json(include_bytes!(
+        "../../../tests/fixtures/models/tiny-small-vocab/preprocessor_config.json"
+    ))
+    .unwrap();
+    let png = include_bytes!("../../../tests/fixtures/images/vision/pattern_250x190.png");
+    let images =
+        qoqmed_imaging::read_image(png, "pattern_250x190.png", &Default::default()).unwrap();
+    let pv =
+        qoqmed_imaging::preprocess(&images, &processor, qoqmed_imaging::PixelRange::Model).unwrap();
+    let layout = vision.layout(&pv.grid_thw).unwrap();
+    let mut rec = Recorder::new(&gpu);
+    let features = vision.forward(&mut rec, &layout, &pv.data, None).unwrap();
+    rec.submit().unwrap();
+
+    let golden = include_bytes!(
+        "../../../tests/fixtures/goldens/vision/tiny-small-vocab/odd_250x190.safetensors"
+    );
+    let st = SafeTensors::deserialize(golden).unwrap();
+    let ids = |name: &str| -> Vec<u32> {
+        let t = st.tensor(name).unwrap();
+        bytemuck::pod_collect_to_vec::<u8, i64>(t.data())
+            .into_iter()
+            .map(|v| v as u32)
+            .collect()
+    };
+    let prompt = ids("input_ids");
+    let want = ids("greedy_rp.generated_ids");
+    let merged: Vec<[u32; 3]> = pv
+        .grid_thw
+        .iter()
+        .map(|&[t, h, w]| [t, h / 2, w / 2])
+        .collect();
+    let (positions, delta) =
+        rope::prompt_positions(&prompt, config.image_token_id, &merged).unwrap();
+    let opts = GenerateOptions {
+        max_new_tokens: want.len(),
+        sampling: SamplingParams {
+            temperature: 0.0,
+            repetition_penalty: 1.05,
+            ..SamplingParams::default()
+        },
+        max_context: prompt.len() + want.len() + 1,
+        inject: vec![Injection::at_token(&prompt, config.image_token_id, features).unwrap()],
+        ..GenerateOptions::default()
+    };
+    let out = generate(&gpu, &text, &prompt, &positions, delta, &opts, &mut |_| {
+        true
+    })
+    .await
+    .unwrap();
     assert_eq!(out.token_ids, want);
 }

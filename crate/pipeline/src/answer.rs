@@ -4,6 +4,8 @@
 use qoqmed_engine::generate::StopReason;
 use serde::Serialize;
 
+use crate::images::ImageFrame;
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Answer {
     pub prompt_tokens: usize,
@@ -15,12 +17,16 @@ pub struct Answer {
     pub think: Option<String>,
     /// The last `\boxed{}` answer.
     pub answer: Option<String>,
-    /// The boxes of the answer's ```json block (`{"bbox_2d": [...], "label": ...}`).
+    /// The boxes of the answer's ```json block (`{"bbox_2d": [...], "label": ...}`); with images,
+    /// each also has `"image"` (its index) and `"bbox_original"` (in that image's own pixels).
     pub boxes: Vec<serde_json::Value>,
     pub stop_reason: StopReason,
     pub timings: Timings,
     /// The GPU adapter that ran it.
     pub adapter: String,
+    /// The request's images as the boxes refer to them (for drawing; not part of the JSON).
+    #[serde(skip)]
+    pub images: Vec<ImageFrame>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -31,4 +37,6 @@ pub struct Timings {
     pub decode_tokens_per_s: f64,
     /// From the start of the request to the first new token (encoders and prefill included).
     pub time_to_first_token_s: f64,
+    /// The vision tower on the request's images (pixel upload and GPU time; 0 without images).
+    pub vision_s: f64,
 }

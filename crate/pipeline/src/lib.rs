@@ -8,12 +8,14 @@
 
 mod answer;
 mod error;
+mod images;
 mod model;
 mod request;
 mod run;
 
 pub use answer::{Answer, Timings};
 pub use error::{Error, Result};
+pub use images::{ImageFrame, annotate, place_boxes};
 pub use model::{LoadOptions, Model};
 pub use qoqmed_engine::weights::ModelFiles;
 pub use request::{EcgInput, InputFile, Request};

@@ -5,8 +5,8 @@
 use qoqmed_engine::chat::{ChatTemplate, Tokenizer};
 use qoqmed_engine::config::{GenerationConfig, ModelConfig};
 use qoqmed_engine::gpu::Gpu;
-use qoqmed_engine::model::TextModel;
 use qoqmed_engine::model::memory::{RunShape, check_text_model};
+use qoqmed_engine::model::{TextModel, VisionModel};
 use qoqmed_engine::weights::{ModelFiles, ProgressFn, WeightStore};
 use qoqmed_imaging::ProcessorConfig;
 use web_time::Instant;
@@ -22,6 +22,8 @@ pub struct Model {
     /// preprocessor_config.json, or Qwen2.5-VL's values when the folder has none.
     pub processor: ProcessorConfig,
     pub text: TextModel,
+    /// The vision tower; None for a checkpoint without one (no vision_config or no visual.*).
+    pub vision: Option<VisionModel>,
     /// Seconds spent in [`Model::load`].
     pub load_s: f64,
 }
@@ -75,6 +77,12 @@ impl Model {
             store.set_progress(f);
         }
         let text = TextModel::load(&gpu, &store, &config.text).await?;
+        let vision = match &config.vision {
+            Some(cfg) if VisionModel::present(&store) => {
+                Some(VisionModel::load(&gpu, &store, cfg).await?)
+            }
+            _ => None,
+        };
         Ok(Model {
             gpu,
             config,
@@ -83,6 +91,7 @@ impl Model {
             template,
             processor,
             text,
+            vision,
             load_s: t0.elapsed().as_secs_f64(),
         })
     }

@@ -2,11 +2,12 @@
 
 use qoqmed_engine::chat::{Message, user_message, user_text};
 use qoqmed_engine::generate::{GenerateOptions, generate};
-use qoqmed_engine::model::rope;
+use qoqmed_engine::model::{Injection, rope};
 use web_time::Instant;
 
 use crate::answer::{Answer, Timings};
 use crate::error::{Error, Result};
+use crate::images;
 use crate::model::Model;
 use crate::request::Request;
 
@@ -41,13 +42,6 @@ pub async fn run(
     on_event: &mut dyn FnMut(Event) -> bool,
 ) -> Result<Answer> {
     let t0 = Instant::now();
-    if !req.images.is_empty() {
-        return Err(Error::Request(
-            "images are not supported yet: the vision tower is not wired into the request path \
-             (`qoqmed preprocess` already prepares images)"
-                .into(),
-        ));
-    }
     if !req.ecgs.is_empty() {
         return Err(Error::Request(
             "ECGs are not supported yet: the ECG encoder is not wired into the request path \
@@ -60,15 +54,42 @@ pub async fn run(
     if let Some(system) = &req.system {
         messages.push(Message::system(system.clone()));
     }
+    let prepared = images::prepare(model, req)?;
+    let image_tokens = prepared.as_ref().map_or(&[][..], |p| p.tokens_per_image());
     messages.push(user_message(
-        &[],
+        image_tokens,
         &user_text(&req.prompt, req.instruction),
         0,
     ));
     let rendered = model.template.render(&messages, true)?;
     let prompt = model.tokenizer.encode(&rendered)?;
-    let (positions, rope_delta) = rope::prompt_positions(&prompt, model.config.image_token_id, &[])
-        .map_err(Error::Request)?;
+    let grids = match (&prepared, &model.config.vision) {
+        (Some(p), Some(v)) => p.merged_grids(v.spatial_merge_size),
+        _ => Vec::new(),
+    };
+    let (positions, rope_delta) =
+        rope::prompt_positions(&prompt, model.config.image_token_id, &grids)
+            .map_err(Error::Request)?;
+    if !image_tokens.is_empty() && prompt.len() >= req.max_context {
+        return Err(Error::Request(format!(
+            "the images take {} tokens and the whole prompt {}, but the context holds {}; \
+             raise --max-context, use fewer images or --frames, or --pixel-range qoq (smaller images)",
+            image_tokens.iter().sum::<usize>(),
+            prompt.len(),
+            req.max_context
+        )));
+    }
+    let mut inject = Vec::new();
+    let mut vision_s = 0.0;
+    if let Some(p) = &prepared {
+        let (features, secs) = images::encode(model, p).await?;
+        inject.push(Injection::at_token(
+            &prompt,
+            model.config.image_token_id,
+            features,
+        )?);
+        vision_s = secs;
+    }
 
     let mut sampling = model.generation.sampling_params(req.seed);
     if let Some(t) = req.temperature {
@@ -92,6 +113,7 @@ pub async fn run(
         logit_bias: vec![(model.config.image_token_id, -100.0)],
         max_context: req.max_context,
         prefill_chunk: req.prefill_chunk,
+        inject,
         ..GenerateOptions::default()
     };
 
@@ -130,7 +152,9 @@ pub async fn run(
         .filter(|id| !eos.contains(id))
         .collect();
     let text = model.tokenizer.decode(&answer_ids, true)?;
-    let parsed = qoqmed_output::parse(&text);
+    let mut parsed = qoqmed_output::parse(&text);
+    let frames = prepared.map(|p| p.frames).unwrap_or_default();
+    images::place_boxes(&mut parsed.boxes, &frames);
     let (prefill_tokens_per_s, decode_tokens_per_s) =
         (out.prefill_tokens_per_s(), out.decode_tokens_per_s());
     Ok(Answer {
@@ -146,7 +170,9 @@ pub async fn run(
             prefill_tokens_per_s,
             decode_tokens_per_s,
             time_to_first_token_s: first_token_s.unwrap_or_default(),
+            vision_s,
         },
         adapter: model.gpu.adapter.to_string(),
+        images: frames,
     })
 }

@@ -24,6 +24,7 @@ pub enum ShaderFamily {
     MatmulRows,
     Sample,
     Copy,
+    Vision,
 }
 
 impl ShaderFamily {
@@ -39,6 +40,7 @@ impl ShaderFamily {
             Self::MatmulRows => include_str!("../../../../shaders/matmul_rows.wgsl"),
             Self::Sample => include_str!("../../../../shaders/sample.wgsl"),
             Self::Copy => include_str!("../../../../shaders/copy.wgsl"),
+            Self::Vision => include_str!("../../../../shaders/vision.wgsl"),
         }
     }
 }

@@ -1,8 +1,13 @@
-//! The model, mirroring the checkpoint: `model.*` + `lm_head` -> [`text`]; `visual.*` (vision
-//! tower) and `time_series_embedding.*` (ECG encoder) arrive with their issues.
+//! The model, mirroring the checkpoint: `model.*` + `lm_head` -> [`text`]; `visual.*` -> [`vision`];
+//! `time_series_embedding.*` (ECG encoder) arrives with its issue. [`inject`] puts their outputs
+//! into the prompt.
 
 pub mod memory;
+pub mod inject;
 pub mod rope;
 pub mod text;
+pub mod vision;
 
+pub use inject::Injection;
 pub use text::{Logits, Session, TextModel};
+pub use vision::{VisionLayout, VisionModel};

@@ -9,6 +9,7 @@ pub(crate) mod matmul;
 mod norm;
 mod rope;
 pub mod sample;
+mod vision;
 
 pub use attention::{AttnMask, attention};
 pub use elementwise::{add_inplace, argmax, copy, gelu, silu_mul};
@@ -16,6 +17,7 @@ pub use embedding::embedding;
 pub use matmul::{gate_up_silu, linear};
 pub use norm::rms_norm;
 pub use rope::{rope_inplace, rope_to_cache};
+pub use vision::{KEEP_ROW, gather_rows, qkv_rope, u32_buffer};
 
 use crate::error::{Error, Result};
 use crate::gpu::WeightFormat;
