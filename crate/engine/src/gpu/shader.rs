@@ -19,6 +19,8 @@ pub enum ShaderFamily {
     Attention,
     Elementwise,
     Argmax,
+    Pool,
+    PendingEcg,
 }
 
 impl ShaderFamily {
@@ -31,6 +33,8 @@ impl ShaderFamily {
             Self::Attention => include_str!("../../../../shaders/attention.wgsl"),
             Self::Elementwise => include_str!("../../../../shaders/elementwise.wgsl"),
             Self::Argmax => include_str!("../../../../shaders/argmax.wgsl"),
+            Self::Pool => include_str!("../../../../shaders/pool.wgsl"),
+            Self::PendingEcg => include_str!("../../../../shaders/pending_ecg.wgsl"),
         }
     }
 }

@@ -7,13 +7,17 @@ mod elementwise;
 mod embedding;
 mod matmul;
 mod norm;
+mod pending_ecg;
+mod pool;
 mod rope;
 
 pub use attention::attention;
 pub use elementwise::{add_inplace, argmax, copy, silu_mul};
 pub use embedding::embedding;
 pub use matmul::linear;
-pub use norm::rms_norm;
+pub use norm::{layer_norm, rms_norm};
+pub use pending_ecg::{AttnMask, attention as attention_masked, gelu};
+pub use pool::mean_rows;
 pub use rope::{rope_inplace, rope_to_cache};
 
 use crate::error::{Error, Result};

@@ -1,4 +1,4 @@
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::shader::{PipelineKey, ShaderFamily};
 use crate::gpu::{Recorder, Tensor, Weight, dtype_define};
 
@@ -40,6 +40,53 @@ pub fn rms_norm(
         &key,
         &params,
         &[(1, &x.buffer), (2, &weight.buffer), (3, &out.buffer)],
+        [params.rows, 1, 1],
+    )
+}
+
+/// out = LayerNorm(x) * weight + bias over the last axis (biased variance, as torch); x and out
+/// are (rows, n). Weight and bias share one dtype (they are one module's parameters).
+pub fn layer_norm(
+    rec: &mut Recorder,
+    x: &Tensor,
+    weight: &Weight,
+    bias: &Weight,
+    eps: f32,
+    out: &Tensor,
+) -> Result<()> {
+    let n = *x.shape.last().unwrap_or(&0);
+    let rows = x.numel() / n.max(1);
+    expect("layer_norm", "weight", &weight.shape, &[n])?;
+    expect("layer_norm", "bias", &bias.shape, &[n])?;
+    expect("layer_norm", "out", &out.shape, &x.shape)?;
+    if bias.dtype != weight.dtype {
+        return Err(Error::shape(
+            "layer_norm",
+            format!(
+                "bias {} is {:?} but weight {} is {:?}",
+                bias.name, bias.dtype, weight.name, weight.dtype
+            ),
+        ));
+    }
+    let key = PipelineKey::new(ShaderFamily::Norm, "layer_norm")
+        .flag("LAYER_NORM")
+        .flag(dtype_define(weight.dtype))
+        .value("WG", WG);
+    let params = Params {
+        rows: u32_of("layer_norm", rows)?,
+        n: u32_of("layer_norm", n)?,
+        eps,
+        _pad: 0,
+    };
+    rec.dispatch(
+        &key,
+        &params,
+        &[
+            (1, &x.buffer),
+            (2, &weight.buffer),
+            (3, &out.buffer),
+            (4, &bias.buffer),
+        ],
         [params.rows, 1, 1],
     )
 }
