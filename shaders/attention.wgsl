@@ -1,30 +1,71 @@
-// Causal grouped-query attention over the preallocated KV cache, for prefill (many queries) and
-// decode (one). One workgroup per (query head, query token); keys are streamed in tiles of WG with an
-// online softmax, so any context length fits in fixed workgroup memory. Query q_i sits at cache
-// position start + i and sees keys 0..=start + i.
+// Grouped-query attention with an online softmax: one workgroup per (query head, query row); keys
+// are streamed in tiles of WG, so any key count fits in fixed workgroup memory. Which keys a query
+// sees is the mask variant, chosen by a define:
+//   MASK_CAUSAL     decoder over the KV cache: query i sits at row start + i, sees rows 0..=start + i
+//   MASK_SEGMENTS   non-causal within a segment (vision windows / full attention): query i sees rows
+//                   bounds[2i] .. bounds[2i + 1]
+//   MASK_LEAD_TIME  ECG-JEPA: token a = lead * PATCHES + t sees the tokens of its own lead and of its
+//                   own time patch in the other leads (the only unmasked pairs)
+// Online softmax is order-independent, so each variant only enumerates its visible keys.
 
 struct Params {
     n_q: u32,
-    start: u32,
+    start: u32,     // MASK_CAUSAL: cache row of query 0
     heads: u32,
     kv_heads: u32,
     scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    n_k: u32,       // rows of k / v
+    leads: u32,     // MASK_LEAD_TIME
+    patches: u32,   // MASK_LEAD_TIME: time patches per lead
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;          // (n_q, heads, HD)
-@group(0) @binding(2) var<storage, read> k_cache: array<f32>;    // (max_ctx, kv_heads, HD)
-@group(0) @binding(3) var<storage, read> v_cache: array<f32>;    // (max_ctx, kv_heads, HD)
+@group(0) @binding(2) var<storage, read> k_cache: array<f32>;    // (n_k, kv_heads, HD)
+@group(0) @binding(3) var<storage, read> v_cache: array<f32>;    // (n_k, kv_heads, HD)
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;  // (n_q, heads, HD)
+#ifdef MASK_SEGMENTS
+@group(0) @binding(5) var<storage, read> bounds: array<u32>;     // (n_q, 2) [lo, hi) key rows
+#endif
 
 const DPT: u32 = (HD + WG - 1u) / WG;  // output dims per thread
 
 var<workgroup> q_s: array<f32, HD>;
 var<workgroup> p_s: array<f32, WG>;
 var<workgroup> red: array<f32, WG>;
+
+// How many keys query i sees, and the row of its j-th key.
+fn key_count(i: u32) -> u32 {
+#ifdef MASK_CAUSAL
+    return min(p.start + i + 1u, p.n_k);
+#endif
+#ifdef MASK_SEGMENTS
+    let hi = min(bounds[2u * i + 1u], p.n_k);
+    return hi - min(bounds[2u * i], hi);
+#endif
+#ifdef MASK_LEAD_TIME
+    return p.patches + p.leads - 1u;
+#endif
+}
+
+fn key_row(i: u32, j: u32) -> u32 {
+#ifdef MASK_CAUSAL
+    return j;
+#endif
+#ifdef MASK_SEGMENTS
+    return bounds[2u * i] + j;
+#endif
+#ifdef MASK_LEAD_TIME
+    let lead = i / p.patches;
+    let t = i % p.patches;
+    if (j < p.patches) {
+        return lead * p.patches + j;
+    }
+    // The same time patch in the other leads, skipping the query's own lead (counted above).
+    let c = j - p.patches;
+    return (c + select(0u, 1u, c >= lead)) * p.patches + t;
+#endif
+}
 
 fn reduce_max(lid: u32, v: f32) -> f32 {
     red[lid] = v;
@@ -66,7 +107,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     }
     workgroupBarrier();
 
-    let n_keys = p.start + i + 1u;
+    let n_keys = key_count(i);
     let kv_stride = p.kv_heads * HD;
     var m = -3.402823e38;
     var l = 0.0;
@@ -75,7 +116,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         let t = t0 + lid;
         var s = -3.402823e38;
         if (t < n_keys) {
-            let k_base = t * kv_stride + kvh * HD;
+            let k_base = key_row(i, t) * kv_stride + kvh * HD;
             var dot = 0.0;
             for (var d = 0u; d < HD; d++) {
                 dot += q_s[d] * k_cache[k_base + d];
@@ -97,7 +138,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             var a = acc[j] * rescale;
             if (d < HD) {
                 for (var u = 0u; u < tile_len; u++) {
-                    a += p_s[u] * v_cache[(t0 + u) * kv_stride + kvh * HD + d];
+                    a += p_s[u] * v_cache[key_row(i, t0 + u) * kv_stride + kvh * HD + d];
                 }
             }
             acc[j] = a;
@@ -105,10 +146,12 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         m = m_new;
         workgroupBarrier();
     }
+    // A query that sees no key (an empty segment) writes zeros rather than 0/0.
+    let inv_l = select(0.0, 1.0 / l, l > 0.0);
     for (var j = 0u; j < DPT; j++) {
         let d = lid + j * WG;
         if (d < HD) {
-            out[q_base + d] = acc[j] / l;
+            out[q_base + d] = acc[j] * inv_l;
         }
     }
 }

@@ -42,6 +42,29 @@ fn silu_mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 }
 #endif
 
+#ifdef GELU
+@group(0) @binding(1) var<storage, read> src: array<f32>;        // (n)
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;  // (n)
+
+// erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7): WGSL has no erf, and the vision merger
+// and the ECG encoder use the exact (erf) GELU, not the tanh approximation.
+fn erf(x: f32) -> f32 {
+    let a = abs(x);
+    let t = 1.0 / (1.0 + 0.3275911 * a);
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    return sign(x) * (1.0 - poly * exp(-a * a));
+}
+
+@compute @workgroup_size(WG)
+fn gelu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (i < p.n) {
+        let x = src[i];
+        dst[i] = 0.5 * x * (1.0 + erf(x * 0.70710678118654752));
+    }
+}
+#endif
+
 #ifdef COPY
 @group(0) @binding(1) var<storage, read> src: array<f32>;        // (>= src_offset + n)
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;  // (>= dst_offset + n)

@@ -1,16 +1,20 @@
-// Token embedding gather: out[t, :] = table[ids[t], :].
+// Token embedding gather: out[t, :] = table[ids[t], :]. Dispatched once per weight part; each
+// dispatch writes only the tokens whose id falls in its rows row0..row1.
 
 struct Params {
     n_tokens: u32,
     hidden: u32,
-    _pad0: u32,
-    _pad1: u32,
+    row0: u32,
+    row1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;        // (n_tokens)
-@group(0) @binding(2) var<storage, read> w: array<u32>;          // (vocab, hidden) packed
+@group(0) @binding(2) var<storage, read> w: array<u32>;          // (row1 - row0, hidden) packed
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;  // (n_tokens, hidden)
+#ifdef W_QUANT
+@group(0) @binding(5) var<storage, read> w_scales: array<u32>;   // (row1 - row0, hidden / 32) f16 pairs
+#endif
 
 #include weights
 
@@ -21,5 +25,9 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (col >= p.hidden || t >= p.n_tokens) {
         return;
     }
-    out[t * p.hidden + col] = load_w(ids[t] * p.hidden + col);
+    let id = ids[t];
+    if (id < p.row0 || id >= p.row1) {
+        return;
+    }
+    out[t * p.hidden + col] = load_w((id - p.row0) * p.hidden + col);
 }

@@ -4,28 +4,31 @@
 // (64x64 output tiles, 4x4 per thread, K in steps of 16 through workgroup memory).
 
 struct Params {
-    m: u32,  // rows of x (tokens)
-    n: u32,  // output features
-    k: u32,  // input features
-    _pad: u32,
+    m: u32,         // rows of x (tokens)
+    n: u32,         // output features held by this weight part
+    k: u32,         // input features
+    y_stride: u32,  // output features of the whole weight (y's row length)
+    col0: u32,      // first output feature of this part
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;          // (m, k)
-@group(0) @binding(2) var<storage, read> w: array<u32>;          // (n, k) packed
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;    // (m, n)
+@group(0) @binding(2) var<storage, read> w: array<u32>;          // (n, k) packed, this part's rows
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;    // (m, y_stride)
 #ifdef BIAS
-@group(0) @binding(4) var<storage, read> bias: array<u32>;       // (n) packed, same dtype as w
+@group(0) @binding(4) var<storage, read> bias: array<u32>;       // (y_stride) packed, B_* format
+#endif
+#ifdef W_QUANT
+@group(0) @binding(5) var<storage, read> w_scales: array<u32>;   // (n, k / 32) f16 pairs
 #endif
 
 #include weights
 
-fn bias_at(col: u32) -> f32 {
-#ifdef BIAS
-    return load_packed(bias[word_index(col)], col);
-#else
-    return 0.0;
-#endif
+fn store_y(row: u32, col: u32, v: f32) {
+    y[row * p.y_stride + p.col0 + col] = v + bias_at(p.col0 + col);
 }
 
 #ifdef VEC
@@ -62,7 +65,7 @@ fn matmul_vec(
     if (lid.x < ROWS) {
         let col = n0 + lid.x;
         if (col < p.n) {
-            y[row * p.n + col] = partial[lid.x * WG] + bias_at(col);
+            store_y(row, col, partial[lid.x * WG]);
         }
     }
 }
@@ -85,7 +88,7 @@ fn matmul_vec_narrow(
     for (var kk = 0u; kk < p.k; kk++) {
         acc += x[row * p.k + kk] * load_w(col * p.k + kk);
     }
-    y[row * p.n + col] = acc + bias_at(col);
+    store_y(row, col, acc);
 }
 #endif
 
@@ -142,7 +145,7 @@ fn matmul_mat(
         for (var j = 0u; j < 4u; j++) {
             let gn = n0 + lid.x * 4u + j;
             if (gm < p.m && gn < p.n) {
-                y[gm * p.n + gn] = acc[i * 4u + j] + bias_at(gn);
+                store_y(gm, gn, acc[i * 4u + j]);
             }
         }
     }

@@ -114,7 +114,27 @@ fn bad_inputs_give_clear_errors() {
     );
 
     let out = qoqmed(&[
-        "generate", "--model", d, "--prompt", "x", "--image", "a.png",
+        "generate",
+        "--model",
+        d,
+        "--prompt",
+        "x",
+        "--image",
+        "missing.png",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("reading image missing.png"), "{err}");
+
+    let png = root().join("tests/fixtures/images/levels_qoq_up_40x30.png");
+    let out = qoqmed(&[
+        "generate",
+        "--model",
+        d,
+        "--prompt",
+        "x",
+        "--image",
+        png.to_str().unwrap(),
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));

@@ -16,7 +16,7 @@ cargo test --release --workspace
 # The readers and the engine must keep compiling for the browser (no native-only crates).
 # --no-default-features drops the native edges (mmap, C codecs) exactly as the web build will.
 cargo build --release --target wasm32-unknown-unknown --no-default-features \
-    -p qoqmed-engine -p qoqmed-imaging -p qoqmed-ecg -p qoqmed-output -p qoqmed-rl
+    -p qoqmed-engine -p qoqmed-pipeline -p qoqmed-imaging -p qoqmed-ecg -p qoqmed-output -p qoqmed-rl
 echo "wasm32 builds: ok"
 
 # The engine in headless Chromium through WebGPU (SwiftShader without a GPU): same code path.

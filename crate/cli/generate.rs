@@ -1,17 +1,14 @@
-//! `qoqmed generate`: load a model folder, build the chat prompt, stream the answer, and with
-//! `--json` print one machine-readable object at the end (a stable contract for other tools).
+//! `qoqmed generate`: flags to a [`Request`], the shared request path (`qoqmed-pipeline`), the
+//! answer streamed to stdout, and with `--json` one machine-readable object at the end (a stable
+//! contract for other tools; the web app writes the same object).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use qoqmed_engine::chat::{ChatTemplate, Instruction, Message, Tokenizer, user_message, user_text};
-use qoqmed_engine::config::{GenerationConfig, ModelConfig};
-use qoqmed_engine::generate::{GenerateOptions, generate};
+use qoqmed_engine::chat::Instruction;
 use qoqmed_engine::gpu::{Gpu, list_adapters};
-use qoqmed_engine::model::{TextModel, rope};
-use qoqmed_engine::weights::{ModelFiles, WeightStore};
-use web_time::Instant;
+use qoqmed_pipeline::{EcgInput, Event, InputFile, Model, ModelFiles, Request, run};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -72,135 +69,79 @@ pub fn list_adapters_cmd() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    if !args.image.is_empty() {
-        bail!(
-            "--image is not supported yet: the vision tower runs on the GPU in a later release (`qoqmed preprocess` already prepares images)"
-        );
-    }
-    if !args.ecg.is_empty() {
-        bail!(
-            "--ecg is not supported yet: the ECG encoder runs on the GPU in a later release (`qoqmed preprocess` already prepares ECGs)"
-        );
-    }
-    let t_load = Instant::now();
-    let mut files = ModelFiles::from_dir(&args.model)
-        .with_context(|| format!("reading {}", args.model.display()))?;
-    let config = ModelConfig::from_json(&files.config)?;
-    let gen_config = match &files.generation_config {
-        Some(bytes) => GenerationConfig::from_json(bytes)?,
-        None => GenerationConfig::default(),
-    };
-    let tokenizer = Tokenizer::from_bytes(&files.tokenizer)?;
-    let template = ChatTemplate::from_files(
-        files.chat_template.as_deref(),
-        files.tokenizer_config.as_deref(),
-    )?;
+fn input_file(path: &Path, what: &str) -> anyhow::Result<InputFile> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(InputFile { name, bytes })
+}
 
-    let mut messages = Vec::new();
-    if let Some(system) = &args.system {
-        messages.push(Message::system(system.clone()));
-    }
-    messages.push(user_message(
-        &[],
-        &user_text(&args.prompt, args.instruction),
-        0,
-    ));
-    let rendered = template.render(&messages, true)?;
-    let prompt = tokenizer.encode(&rendered)?;
-    let (positions, rope_delta) =
-        rope::prompt_positions(&prompt, config.image_token_id, &[]).map_err(anyhow::Error::msg)?;
-
-    let mut sampling = gen_config.sampling_params(args.seed);
-    if let Some(t) = args.temperature {
-        sampling.temperature = t;
-    }
-    if let Some(p) = args.top_p {
-        sampling.top_p = p;
-    }
-    if let Some(k) = args.top_k {
-        sampling.top_k = k;
-    }
-    if let Some(r) = args.repetition_penalty {
-        sampling.repetition_penalty = r;
-    }
-    let eos = if gen_config.eos_token_ids.is_empty() {
-        config.eos_token_ids.clone()
-    } else {
-        gen_config.eos_token_ids.clone()
-    };
-    let opts = GenerateOptions {
+pub fn run_cmd(args: Args) -> anyhow::Result<()> {
+    let images = args
+        .image
+        .iter()
+        .map(|p| input_file(p, "image"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let ecgs = args
+        .ecg
+        .iter()
+        .map(|p| {
+            Ok(EcgInput {
+                files: vec![input_file(p, "ECG file")?],
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let request = Request {
+        images,
+        ecgs,
+        prompt: args.prompt,
+        system: args.system,
+        instruction: args.instruction,
         max_new_tokens: args.max_new_tokens,
-        sampling,
-        eos_token_ids: eos.clone(),
-        // QoQ-Med never lets a text answer emit an image placeholder.
-        logit_bias: vec![(config.image_token_id, -100.0)],
+        temperature: args.temperature,
+        top_p: args.top_p,
+        top_k: args.top_k,
+        repetition_penalty: args.repetition_penalty,
+        seed: args.seed,
         max_context: args.max_context,
-        ..GenerateOptions::default()
+        ..Request::default()
     };
-
+    let files = ModelFiles::from_dir(&args.model)
+        .with_context(|| format!("reading {}", args.model.display()))?;
     let gpu = pollster::block_on(Gpu::new(args.adapter))?;
-    let store = pollster::block_on(WeightStore::open(std::mem::take(&mut files.weights)))?;
-    let model = pollster::block_on(TextModel::load(&gpu, &store, &config.text))?;
-    let load_s = t_load.elapsed().as_secs_f64();
+    let model = pollster::block_on(Model::load(gpu, files))?;
 
-    let mut stream = tokenizer.stream(true);
     let mut stdout = std::io::stdout().lock();
     let json = args.json;
-    let out = pollster::block_on(generate(
-        &gpu,
-        &model,
-        &prompt,
-        &positions,
-        rope_delta,
-        &opts,
-        &mut |id| {
-            if !json && let Some(piece) = stream.push(id) {
+    let answer = pollster::block_on(run(&model, &request, &mut |event| {
+        if !json {
+            let piece = match event {
+                Event::Token { text, .. } => text,
+                Event::Text(text) => Some(text),
+                Event::Phase(_) => None,
+            };
+            if let Some(piece) = piece {
                 let _ = write!(stdout, "{piece}");
                 let _ = stdout.flush();
             }
-            true
-        },
-    ))?;
-    if !json {
-        if let Some(rest) = stream.finish() {
-            let _ = write!(stdout, "{rest}");
         }
-        let _ = writeln!(stdout);
-    }
-    let answer_ids: Vec<u32> = out
-        .token_ids
-        .iter()
-        .copied()
-        .filter(|id| !eos.contains(id))
-        .collect();
-    let text = tokenizer.decode(&answer_ids, true)?;
-    let parsed = qoqmed_output::parse(&text);
+        true
+    }))?;
     if json {
-        let obj = serde_json::json!({
-            "prompt_tokens": out.prompt_tokens,
-            "token_ids": out.token_ids,
-            "text": text,
-            "think": parsed.think,
-            "answer": parsed.answer,
-            "boxes": parsed.boxes,
-            "stop_reason": out.stop,
-            "timings": {
-                "load_s": load_s,
-                "prefill_tokens_per_s": out.prefill_tokens_per_s(),
-                "decode_tokens_per_s": out.decode_tokens_per_s(),
-            },
-            "adapter": gpu.adapter.to_string(),
-        });
-        writeln!(stdout, "{obj}")?;
+        writeln!(stdout, "{}", serde_json::to_string(&answer)?)?;
     } else {
+        writeln!(stdout)?;
+        let t = &answer.timings;
         eprintln!(
             "[{} prompt tokens, {} new; prefill {:.1} tok/s, decode {:.1} tok/s on {}]",
-            out.prompt_tokens,
-            out.token_ids.len(),
-            out.prefill_tokens_per_s(),
-            out.decode_tokens_per_s(),
-            gpu.adapter
+            answer.prompt_tokens,
+            answer.token_ids.len(),
+            t.prefill_tokens_per_s,
+            t.decode_tokens_per_s,
+            answer.adapter
         );
     }
     Ok(())

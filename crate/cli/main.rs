@@ -50,7 +50,7 @@ fn main() -> std::process::ExitCode {
     quiet_headless_vulkan();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Generate(args) => generate::run(args),
+        Command::Generate(args) => generate::run_cmd(args),
         Command::Bench(args) => bench::run(args),
         Command::Adapters => generate::list_adapters_cmd(),
         Command::Preprocess(args) => preprocess::run(args),

@@ -11,6 +11,7 @@ pub mod generate;
 pub mod gpu;
 pub mod kv_cache;
 pub mod model;
+pub mod quant;
 pub mod sampler;
 pub mod weights;
 

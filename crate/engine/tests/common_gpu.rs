@@ -2,8 +2,8 @@
 //! count, max error and where.
 #![allow(dead_code)]
 
-use qoqmed_engine::gpu::{Gpu, Weight};
-use qoqmed_engine::weights::DType;
+use qoqmed_engine::gpu::{Gpu, Weight, WeightFormat};
+use qoqmed_engine::quant::{self, Planes};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -32,42 +32,55 @@ impl Rng {
     }
 }
 
-/// Rounds `values` to `dtype`, returns (the rounded f32 values the CPU reference uses, the bytes).
-pub fn quantize(values: &[f32], dtype: DType) -> (Vec<f32>, Vec<u8>) {
-    match dtype {
-        DType::F32 => (values.to_vec(), bytemuck::cast_slice(values).to_vec()),
-        DType::F16 => {
-            let h: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
-            (
-                h.iter().map(|v| v.to_f32()).collect(),
-                h.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            )
-        }
-        DType::BF16 => {
-            let h: Vec<half::bf16> = values.iter().map(|&v| half::bf16::from_f32(v)).collect();
-            (
-                h.iter().map(|v| v.to_f32()).collect(),
-                h.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            )
-        }
-    }
+/// Encodes `values` (rows of `k`) in `format` with the engine's quantizer; returns the values the
+/// GPU should see (decoded back on the CPU) and the planes.
+pub fn encode(values: &[f32], format: WeightFormat, k: usize) -> (Vec<f32>, Planes) {
+    let planes = quant::quantize(format, values, k).expect("quantize");
+    let decoded =
+        quant::dequantize(format, &planes.values, planes.scales.as_deref(), k).expect("dequantize");
+    (decoded, planes)
 }
 
+/// A seeded random weight in `format` (rows of `shape[1..]`), uploaded; returns its decoded values.
 pub fn weight(
     gpu: &Gpu,
     rng: &mut Rng,
     name: &str,
     shape: &[usize],
-    dtype: DType,
+    format: WeightFormat,
     scale: f32,
 ) -> (Vec<f32>, Weight) {
+    weight_split(gpu, rng, name, shape, format, scale, None)
+}
+
+/// [`weight`] with parts of at most `max_part_bytes` (None: the adapter's limit).
+pub fn weight_split(
+    gpu: &Gpu,
+    rng: &mut Rng,
+    name: &str,
+    shape: &[usize],
+    format: WeightFormat,
+    scale: f32,
+    max_part_bytes: Option<u64>,
+) -> (Vec<f32>, Weight) {
     let n: usize = shape.iter().product();
-    let (values, bytes) = quantize(&rng.vec(n, scale), dtype);
-    let w = Weight::upload(gpu, name, dtype, shape, &bytes).expect("upload");
+    let k: usize = shape.iter().skip(1).product();
+    let (values, planes) = encode(&rng.vec(n, scale), format, k);
+    let w = match max_part_bytes {
+        None => Weight::alloc(gpu, name, format, shape),
+        Some(limit) => Weight::alloc_with_part_limit(gpu, name, format, shape, limit),
+    }
+    .expect("alloc");
+    w.write_rows(gpu, 0, &planes.values, planes.scales.as_deref())
+        .expect("write_rows");
     (values, w)
 }
 
-pub const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
+/// The 16/32-bit formats: any shape.
+pub const DTYPES: [WeightFormat; 3] = [WeightFormat::F32, WeightFormat::F16, WeightFormat::BF16];
+
+/// Every format; Q8/Q4 need rows of a multiple of 32 values.
+pub const FORMATS: [WeightFormat; 5] = WeightFormat::ALL;
 
 /// |got - want| <= atol + rtol * |want| everywhere, no NaN; on failure names count, max and where.
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {

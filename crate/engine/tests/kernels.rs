@@ -1,11 +1,11 @@
 //! Every kernel against a plain CPU reference on seeded random shapes, odd sizes included
-//! (not multiples of 4/16/64), all weight dtypes. Runs on any adapter; in CI on Mesa lavapipe.
+//! (not multiples of 4/16/64), the 16/32-bit weight formats (Q8/Q4 and split weights:
+//! weight_formats.rs). Runs on any adapter; in CI on Mesa lavapipe.
 
 mod common_gpu;
 
 use common_gpu::{DTYPES, Rng, assert_close, gpu, weight};
-use qoqmed_engine::gpu::{Recorder, Tensor, ops, read_buffer};
-use qoqmed_engine::weights::DType;
+use qoqmed_engine::gpu::{Recorder, Tensor, WeightFormat, ops, read_buffer};
 
 fn run(gpu: &qoqmed_engine::gpu::Gpu, rec: Recorder) {
     rec.submit().expect("submit");
@@ -135,7 +135,7 @@ fn linear_gemv_and_gemm_match_cpu() {
 fn linear_rejects_mismatched_shapes() {
     let gpu = gpu();
     let mut rng = Rng::new(4);
-    let (_, w) = weight(&gpu, &mut rng, "w", &[8, 6], DType::F32, 1.0);
+    let (_, w) = weight(&gpu, &mut rng, "w", &[8, 6], WeightFormat::F32, 1.0);
     let x = Tensor::zeros(&gpu, &[2, 5], "x").unwrap();
     let y = Tensor::zeros(&gpu, &[2, 8], "y").unwrap();
     let mut rec = Recorder::new(&gpu);
@@ -193,24 +193,27 @@ fn rope_rotates_in_place_and_into_cache() {
     );
 }
 
-/// (n_q, start, heads, kv_heads, head_dim)
+/// (n_q, n_k, heads, kv_heads, head_dim)
 type AttnShape = (usize, usize, usize, usize, usize);
 
+/// Softmax attention in f64 where query i sees the keys `keys(i)` lists.
 fn cpu_attention(
     q: &[f32],
     kc: &[f32],
     vc: &[f32],
-    (n_q, start, heads, kvh, hd): AttnShape,
+    (n_q, _n_k, heads, kvh, hd): AttnShape,
+    keys: &dyn Fn(usize) -> Vec<usize>,
 ) -> Vec<f32> {
     let mut out = vec![0.0; n_q * heads * hd];
     let group = heads / kvh;
     for i in 0..n_q {
+        let visible = keys(i);
         for h in 0..heads {
             let g = h / group;
             let qv = &q[(i * heads + h) * hd..][..hd];
-            let n_keys = start + i + 1;
-            let scores: Vec<f64> = (0..n_keys)
-                .map(|t| {
+            let scores: Vec<f64> = visible
+                .iter()
+                .map(|&t| {
                     let kv = &kc[(t * kvh + g) * hd..][..hd];
                     qv.iter()
                         .zip(kv)
@@ -223,14 +226,57 @@ fn cpu_attention(
             let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
             let sum: f64 = e.iter().sum();
             for d in 0..hd {
-                let v: f64 = (0..n_keys)
-                    .map(|t| e[t] * vc[(t * kvh + g) * hd + d] as f64)
+                let v: f64 = visible
+                    .iter()
+                    .zip(&e)
+                    .map(|(&t, e)| e * vc[(t * kvh + g) * hd + d] as f64)
                     .sum();
-                out[(i * heads + h) * hd + d] = (v / sum) as f32;
+                out[(i * heads + h) * hd + d] = if visible.is_empty() {
+                    0.0
+                } else {
+                    (v / sum) as f32
+                };
             }
         }
     }
     out
+}
+
+/// Runs `ops::attention` with `mask` on seeded q, k, v and compares with the CPU reference.
+fn check_attention(
+    gpu: &qoqmed_engine::gpu::Gpu,
+    rng: &mut Rng,
+    shape: AttnShape,
+    mask: ops::AttnMask,
+    keys: &dyn Fn(usize) -> Vec<usize>,
+    what: &str,
+) {
+    let (n_q, n_k, heads, kvh, hd) = shape;
+    let q = rng.vec(n_q * heads * hd, 2.0);
+    let kc = rng.vec(n_k * kvh * hd, 2.0);
+    let vc = rng.vec(n_k * kvh * hd, 1.0);
+    let qt = Tensor::from_f32(gpu, &q, &[n_q, heads, hd], "q").unwrap();
+    let kt = Tensor::from_f32(gpu, &kc, &[n_k, kvh, hd], "k").unwrap();
+    let vt = Tensor::from_f32(gpu, &vc, &[n_k, kvh, hd], "v").unwrap();
+    // Poisoned, so a row the kernel fails to write shows.
+    let out = Tensor::from_f32(
+        gpu,
+        &vec![f32::NAN; n_q * heads * hd],
+        &[n_q, heads, hd],
+        "out",
+    )
+    .unwrap();
+    let mut rec = Recorder::new(gpu);
+    ops::attention(&mut rec, &qt, &kt, &vt, mask, &out).unwrap();
+    run(gpu, rec);
+    let want = cpu_attention(&q, &kc, &vc, shape, keys);
+    assert_close(
+        &format!("attention {what} nq{n_q} nk{n_k} h{heads}/{kvh} hd{hd}"),
+        &read(gpu, &out),
+        &want,
+        2e-6,
+        1e-5,
+    );
 }
 
 #[test]
@@ -245,25 +291,102 @@ fn attention_causal_gqa_matches_cpu() {
         (2, 1, 2, 2, 80, 5),
         (7, 0, 3, 3, 6, 7),
     ] {
-        let q = rng.vec(n_q * heads * hd, 2.0);
-        let kc = rng.vec(max_ctx * kvh * hd, 2.0);
-        let vc = rng.vec(max_ctx * kvh * hd, 1.0);
-        let qt = Tensor::from_f32(&gpu, &q, &[n_q, heads, hd], "q").unwrap();
-        let kt = Tensor::from_f32(&gpu, &kc, &[max_ctx, kvh, hd], "k").unwrap();
-        let vt = Tensor::from_f32(&gpu, &vc, &[max_ctx, kvh, hd], "v").unwrap();
-        let out = Tensor::zeros(&gpu, &[n_q, heads, hd], "out").unwrap();
-        let mut rec = Recorder::new(&gpu);
-        ops::attention(&mut rec, &qt, &kt, &vt, start, &out).unwrap();
-        run(&gpu, rec);
-        let want = cpu_attention(&q, &kc, &vc, (n_q, start, heads, kvh, hd));
-        assert_close(
-            &format!("attention nq{n_q} start{start} h{heads}/{kvh} hd{hd}"),
-            &read(&gpu, &out),
-            &want,
-            2e-6,
-            1e-5,
+        check_attention(
+            &gpu,
+            &mut rng,
+            (n_q, max_ctx, heads, kvh, hd),
+            ops::AttnMask::Causal { start },
+            &|i| (0..=start + i).collect(),
+            &format!("causal start{start}"),
         );
     }
+}
+
+#[test]
+fn attention_segments_match_cpu() {
+    let gpu = gpu();
+    let mut rng = Rng::new(61);
+    // Ragged segments as the vision tower's windows give them, one longer than a key tile (64),
+    // and an empty one; plus a single segment over everything (full-attention blocks).
+    let cases: [(&[usize], usize, usize, usize); 2] =
+        [(&[0, 5, 5, 21, 91, 97], 4, 2, 80), (&[0, 13], 2, 2, 16)];
+    for (cu, heads, kvh, hd) in cases {
+        let n = *cu.last().unwrap();
+        let mut bounds = Vec::new();
+        let mut seg_of = Vec::new();
+        for w in cu.windows(2) {
+            for _ in w[0]..w[1] {
+                bounds.extend([w[0] as u32, w[1] as u32]);
+                seg_of.push((w[0], w[1]));
+            }
+        }
+        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("bounds"),
+            size: (bounds.len() * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        gpu.queue
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(&bounds));
+        check_attention(
+            &gpu,
+            &mut rng,
+            (n, n, heads, kvh, hd),
+            ops::AttnMask::Segments { bounds: &buffer },
+            &|i| (seg_of[i].0..seg_of[i].1).collect(),
+            &format!("segments {cu:?}"),
+        );
+    }
+}
+
+#[test]
+fn attention_lead_or_time_matches_cpu() {
+    let gpu = gpu();
+    let mut rng = Rng::new(62);
+    // ECG-JEPA's mask on small grids; 2 x 70 gives each query 71 visible keys, more than one
+    // key tile (64).
+    for (leads, patches, heads, hd) in [(3, 5, 2, 8), (8, 9, 4, 12), (2, 70, 2, 8)] {
+        let n = leads * patches;
+        check_attention(
+            &gpu,
+            &mut rng,
+            (n, n, heads, heads, hd),
+            ops::AttnMask::LeadOrTime { leads, patches },
+            &|a| {
+                (0..n)
+                    .filter(|b| a / patches == b / patches || a % patches == b % patches)
+                    .collect()
+            },
+            &format!("lead/time {leads}x{patches}"),
+        );
+    }
+}
+
+#[test]
+fn attention_rejects_bad_masks() {
+    let gpu = gpu();
+    let t = |shape: &[usize]| Tensor::zeros(&gpu, shape, "t").unwrap();
+    let (q, k) = (t(&[6, 2, 8]), t(&[6, 2, 8]));
+    let mut rec = Recorder::new(&gpu);
+    let lead_time = ops::AttnMask::LeadOrTime {
+        leads: 4,
+        patches: 2,
+    };
+    let err = ops::attention(&mut rec, &q, &k, &k, lead_time, &q).unwrap_err();
+    assert!(err.to_string().contains("4 leads x 2 patches"), "{err}");
+    let causal = ops::AttnMask::Causal { start: 1 };
+    let err = ops::attention(&mut rec, &q, &k, &k, causal, &q).unwrap_err();
+    assert!(err.to_string().contains("exceed"), "{err}");
+}
+
+/// erf by its Maclaurin series in f64: exact to ~1e-10 for |x| <= 3, the range the test uses.
+fn erf(x: f64) -> f64 {
+    let (mut term, mut sum) = (x, x);
+    for n in 1..80 {
+        term *= -x * x / n as f64;
+        sum += term / (2 * n + 1) as f64;
+    }
+    sum * 2.0 / std::f64::consts::PI.sqrt()
 }
 
 #[test]
@@ -277,7 +400,9 @@ fn elementwise_ops_match_cpu() {
     let bt = Tensor::from_f32(&gpu, &b, &[n], "b").unwrap();
     let out = Tensor::zeros(&gpu, &[n], "out").unwrap();
     let dst = Tensor::from_f32(&gpu, &[-1.0; 20], &[20], "dst").unwrap();
+    let gelu_out = Tensor::zeros(&gpu, &[n], "gelu").unwrap();
     let mut rec = Recorder::new(&gpu);
+    ops::gelu(&mut rec, &at, &gelu_out).unwrap();
     ops::silu_mul(&mut rec, &at, &bt, &out).unwrap();
     ops::copy(&mut rec, &bt, 990, &dst, 3, 11).unwrap();
     ops::add_inplace(&mut rec, &at, &bt).unwrap();
@@ -288,6 +413,11 @@ fn elementwise_ops_match_cpu() {
         .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
         .collect();
     assert_close("silu_mul", &read(&gpu, &out), &silu, 1e-6, 1e-6);
+    let gelu: Vec<f32> = a
+        .iter()
+        .map(|&x| (0.5 * x as f64 * (1.0 + erf(x as f64 / 2f64.sqrt()))) as f32)
+        .collect();
+    assert_close("gelu (erf)", &read(&gpu, &gelu_out), &gelu, 1e-6, 1e-6);
     let sum: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
     assert_close("add", &read(&gpu, &at), &sum, 0.0, 0.0);
     let mut want = vec![-1.0; 20];

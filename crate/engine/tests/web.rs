@@ -6,10 +6,10 @@
 use qoqmed_engine::chat::Tokenizer;
 use qoqmed_engine::config::ModelConfig;
 use qoqmed_engine::generate::{GenerateOptions, generate};
-use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, Weight, ops};
+use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, Weight, WeightFormat, ops};
 use qoqmed_engine::model::{TextModel, rope};
 use qoqmed_engine::sampler::SamplingParams;
-use qoqmed_engine::weights::{ByteSource, DType, MemorySource, WeightStore};
+use qoqmed_engine::weights::{ByteSource, MemorySource, WeightStore};
 use safetensors::SafeTensors;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
@@ -39,7 +39,7 @@ async fn bf16_linear_matches_cpu_on_webgpu() {
         .map(|i| half::bf16::from_f32(((i * 53 % 97) as f32 / 48.0) - 1.0))
         .collect();
     let bytes: Vec<u8> = wv.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let w = Weight::upload(&gpu, "w", DType::BF16, &[n, k], &bytes).unwrap();
+    let w = Weight::upload(&gpu, "w", WeightFormat::BF16, &[n, k], &bytes, None).unwrap();
     for rows in [1, m] {
         let xt = Tensor::from_f32(&gpu, &x[..rows * k], &[rows, k], "x").unwrap();
         let y = Tensor::zeros(&gpu, &[rows, n], "y").unwrap();

@@ -2,13 +2,15 @@
 //! turns a forward pass into one command buffer, and the ops (one file per shader family).
 
 mod context;
+mod format;
 pub mod ops;
 mod recorder;
 mod shader;
 mod tensor;
 
 pub use context::{AdapterSummary, Gpu, list_adapters};
+pub use format::{GROUP, WeightFormat};
 pub use recorder::Recorder;
 pub use recorder::grid;
 pub use shader::{PipelineKey, ShaderFamily};
-pub use tensor::{Tensor, Weight, dtype_define, map_read, read_buffer, staging_buffer};
+pub use tensor::{Tensor, Weight, WeightPart, map_read, read_buffer, staging_buffer};

@@ -33,7 +33,7 @@ pub struct TextModel {
     embed_tokens: Weight, // (vocab, hidden)
     layers: Vec<Layer>,
     norm: Weight,    // (hidden)
-    lm_head: Weight, // (vocab, hidden); the embedding's buffer when tied
+    lm_head: Weight, // (vocab, hidden); the embedding's buffers when tied
     inv_freq: Vec<f32>,
     freq_axes: Vec<usize>,
 }
@@ -58,7 +58,7 @@ async fn load(gpu: &Gpu, store: &WeightStore, base: &str, shape: &[usize]) -> Re
             &owned[..]
         }
     };
-    Weight::upload(gpu, &info.name, info.dtype, shape, bytes)
+    Weight::upload(gpu, &info.name, info.dtype.into(), shape, bytes, None)
 }
 
 async fn linear(
@@ -157,7 +157,7 @@ impl TextModel {
     /// Bytes of weights one decode step reads: every layer, the final norm, the lm_head, and one
     /// embedding row. The numerator of the bandwidth-efficiency figure `qoqmed bench` reports.
     pub fn weight_bytes_per_token(&self) -> u64 {
-        let bytes = |w: &Weight| (w.numel() * w.dtype.size_in_bytes()) as u64;
+        let bytes = |w: &Weight| w.data_bytes();
         let lin = |l: &Linear| bytes(&l.w) + l.b.as_ref().map_or(0, bytes);
         let layers: u64 = self
             .layers
@@ -250,7 +250,14 @@ impl TextModel {
             ops::rope_inplace(rec, &s.q, &s.cos, &s.sin)?;
             ops::rope_to_cache(rec, &s.k, &s.cos, &s.sin, &kv.k[l], start)?;
             ops::copy(rec, &s.v, 0, &kv.v[l], start * kvh * hd, n * kvh * hd)?;
-            ops::attention(rec, &s.q, &kv.k[l], &kv.v[l], start, &s.attn)?;
+            ops::attention(
+                rec,
+                &s.q,
+                &kv.k[l],
+                &kv.v[l],
+                ops::AttnMask::Causal { start },
+                &s.attn,
+            )?;
             ops::linear(
                 rec,
                 &s.attn.view(&[n, heads * hd])?,

@@ -61,6 +61,27 @@ pub fn silu_mul(rec: &mut Recorder, gate: &Tensor, up: &Tensor, out: &Tensor) ->
     )
 }
 
+/// out = GELU(x) with the exact erf form (PyTorch's default `nn.GELU()`).
+pub fn gelu(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> Result<()> {
+    expect("gelu", "out", &out.shape, &x.shape)?;
+    let n = u32_of("gelu", x.numel())?;
+    let key = PipelineKey::new(ShaderFamily::Elementwise, "gelu")
+        .flag("GELU")
+        .value("WG", WG);
+    let p = Params {
+        n,
+        src_offset: 0,
+        dst_offset: 0,
+        _pad: 0,
+    };
+    rec.dispatch(
+        &key,
+        &p,
+        &[(1, &x.buffer), (2, &out.buffer)],
+        groups(rec, n),
+    )
+}
+
 /// dst[dst_offset..][..n] = src[src_offset..][..n], in elements; a dispatch, so it stays inside the
 /// step's compute pass.
 pub fn copy(

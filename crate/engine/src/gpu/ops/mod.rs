@@ -11,8 +11,8 @@ mod pending_ecg;
 mod pool;
 mod rope;
 
-pub use attention::attention;
-pub use elementwise::{add_inplace, argmax, copy, silu_mul};
+pub use attention::{AttnMask, attention};
+pub use elementwise::{add_inplace, argmax, copy, gelu, silu_mul};
 pub use embedding::embedding;
 pub use matmul::linear;
 pub use norm::{layer_norm, rms_norm};
@@ -21,6 +21,18 @@ pub use pool::mean_rows;
 pub use rope::{rope_inplace, rope_to_cache};
 
 use crate::error::{Error, Result};
+use crate::gpu::WeightFormat;
+use crate::gpu::shader::PipelineKey;
+
+/// Adds the defines that select `format`'s weight loader (shaders/weights.wgsl).
+fn with_format(key: PipelineKey, format: WeightFormat) -> PipelineKey {
+    let key = key.flag(format.define());
+    if format.is_quantized() {
+        key.flag("W_QUANT")
+    } else {
+        key
+    }
+}
 
 fn expect(op: &'static str, what: &str, actual: &[usize], expected: &[usize]) -> Result<()> {
     if actual != expected {

@@ -1,8 +1,8 @@
 use crate::error::{Error, Result};
 use crate::gpu::shader::{PipelineKey, ShaderFamily};
-use crate::gpu::{Recorder, Tensor, Weight, dtype_define};
+use crate::gpu::{Recorder, Tensor, Weight};
 
-use super::{expect, u32_of};
+use super::{expect, u32_of, with_format};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -27,9 +27,11 @@ pub fn rms_norm(
     let rows = x.numel() / n.max(1);
     expect("rms_norm", "weight", &weight.shape, &[n])?;
     expect("rms_norm", "out", &out.shape, &x.shape)?;
-    let key = PipelineKey::new(ShaderFamily::Norm, "rms_norm")
-        .flag(dtype_define(weight.dtype))
-        .value("WG", WG);
+    let part = weight.single_part("rms_norm")?;
+    let key = with_format(
+        PipelineKey::new(ShaderFamily::Norm, "rms_norm").value("WG", WG),
+        weight.format,
+    );
     let params = Params {
         rows: u32_of("rms_norm", rows)?,
         n: u32_of("rms_norm", n)?,
@@ -39,7 +41,7 @@ pub fn rms_norm(
     rec.dispatch(
         &key,
         &params,
-        &[(1, &x.buffer), (2, &weight.buffer), (3, &out.buffer)],
+        &[(1, &x.buffer), (2, &part.values), (3, &out.buffer)],
         [params.rows, 1, 1],
     )
 }

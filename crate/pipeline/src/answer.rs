@@ -1,0 +1,34 @@
+//! The result of one request. Its JSON form is the stable contract `qoqmed generate --json` prints
+//! and the web app writes into `<pre id="qoqmed-result">`.
+
+use qoqmed_engine::generate::StopReason;
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Answer {
+    pub prompt_tokens: usize,
+    /// New token ids, the eos included when generation stopped on one.
+    pub token_ids: Vec<u32>,
+    /// The answer's text without special tokens.
+    pub text: String,
+    /// The `<think>` reasoning, when the answer has one.
+    pub think: Option<String>,
+    /// The last `\boxed{}` answer.
+    pub answer: Option<String>,
+    /// The boxes of the answer's ```json block (`{"bbox_2d": [...], "label": ...}`).
+    pub boxes: Vec<serde_json::Value>,
+    pub stop_reason: StopReason,
+    pub timings: Timings,
+    /// The GPU adapter that ran it.
+    pub adapter: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timings {
+    /// Reading and uploading the model.
+    pub load_s: f64,
+    pub prefill_tokens_per_s: f64,
+    pub decode_tokens_per_s: f64,
+    /// From the start of the request to the first new token (encoders and prefill included).
+    pub time_to_first_token_s: f64,
+}

@@ -1,0 +1,20 @@
+//! The one request path of qoqmed: a model folder given as bytes ([`ModelFiles`]) becomes a
+//! [`Model`]; a [`Request`] (question, images, ECGs, sampling) becomes an [`Answer`], streamed
+//! token by token through [`Event`]s. The CLI (`qoqmed generate`) and the web app (crate/web) both
+//! call exactly this, so a browser run and a native run of the same request give the same ids.
+//!
+//! Everything is async and takes bytes, never paths: the caller picks the executor (pollster
+//! natively, the browser's event loop on the web) and where the bytes come from.
+
+mod answer;
+mod error;
+mod model;
+mod request;
+mod run;
+
+pub use answer::{Answer, Timings};
+pub use error::{Error, Result};
+pub use model::Model;
+pub use qoqmed_engine::weights::ModelFiles;
+pub use request::{EcgInput, InputFile, Request};
+pub use run::{Event, Phase, run};

@@ -1,0 +1,69 @@
+//! A loaded model: the GPU, the configs, the tokenizer and chat template, and the weights on the
+//! GPU. Built from a model folder given as bytes, so the same code loads from a directory (CLI),
+//! from picked files or from a download cache (web).
+
+use qoqmed_engine::chat::{ChatTemplate, Tokenizer};
+use qoqmed_engine::config::{GenerationConfig, ModelConfig};
+use qoqmed_engine::gpu::Gpu;
+use qoqmed_engine::model::TextModel;
+use qoqmed_engine::weights::{ModelFiles, WeightStore};
+use qoqmed_imaging::ProcessorConfig;
+use web_time::Instant;
+
+use crate::error::Result;
+
+pub struct Model {
+    pub gpu: Gpu,
+    pub config: ModelConfig,
+    pub generation: GenerationConfig,
+    pub tokenizer: Tokenizer,
+    pub template: ChatTemplate,
+    /// preprocessor_config.json, or Qwen2.5-VL's values when the folder has none.
+    pub processor: ProcessorConfig,
+    pub text: TextModel,
+    /// Seconds spent in [`Model::load`].
+    pub load_s: f64,
+}
+
+impl Model {
+    /// Parses the configs, tokenizer and template (cheap, so a bad folder fails before any
+    /// upload), then uploads the weights.
+    pub async fn load(gpu: Gpu, mut files: ModelFiles) -> Result<Model> {
+        let t0 = Instant::now();
+        let config = ModelConfig::from_json(&files.config)?;
+        let generation = match &files.generation_config {
+            Some(bytes) => GenerationConfig::from_json(bytes)?,
+            None => GenerationConfig::default(),
+        };
+        let tokenizer = Tokenizer::from_bytes(&files.tokenizer)?;
+        let template = ChatTemplate::from_files(
+            files.chat_template.as_deref(),
+            files.tokenizer_config.as_deref(),
+        )?;
+        let processor = match &files.preprocessor_config {
+            Some(bytes) => ProcessorConfig::from_json(bytes)?,
+            None => ProcessorConfig::default(),
+        };
+        let store = WeightStore::open(std::mem::take(&mut files.weights)).await?;
+        let text = TextModel::load(&gpu, &store, &config.text).await?;
+        Ok(Model {
+            gpu,
+            config,
+            generation,
+            tokenizer,
+            template,
+            processor,
+            text,
+            load_s: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The ids generation stops at: generation_config.json's, else config.json's.
+    pub fn eos_token_ids(&self) -> &[u32] {
+        if self.generation.eos_token_ids.is_empty() {
+            &self.config.eos_token_ids
+        } else {
+            &self.generation.eos_token_ids
+        }
+    }
+}
