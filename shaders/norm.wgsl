@@ -42,7 +42,7 @@ fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
 #ifdef LAYER_NORM
 // LayerNorm with bias (the ECG encoder): out = (x - mean) * rsqrt(var + eps) * weight + bias,
 // biased variance as torch; two passes over the row so the variance does not cancel.
-@group(0) @binding(4) var<storage, read> bias: array<u32>;      // (n) packed, same dtype as w
+@group(0) @binding(4) var<storage, read> bias: array<u32>;      // (n) packed, B_F32 / B_F16 / B_BF16
 
 fn row_sum(lid: u32, v: f32) -> f32 {
     partial[lid] = v;
@@ -73,7 +73,7 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     }
     let scale = inverseSqrt(row_sum(lid.x, acc) / f32(p.n) + p.eps);
     for (var i = lid.x; i < p.n; i += WG) {
-        out[base + i] = (x[base + i] - mean) * scale * load_w(i) + load_packed(bias[word_index(i)], i);
+        out[base + i] = (x[base + i] - mean) * scale * load_w(i) + bias_at(i);
     }
 }
 #endif

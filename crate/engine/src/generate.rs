@@ -7,7 +7,7 @@ use web_time::Instant;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder, Tensor, map_read, ops, staging_buffer};
 use crate::model::rope::{self, Position};
-use crate::model::{Logits, Session, TextModel};
+use crate::model::{Injection, Logits, Session, TextModel};
 use crate::sampler::{Sampler, SamplingParams};
 
 #[derive(Clone, Debug)]
@@ -23,6 +23,8 @@ pub struct GenerateOptions {
     pub prefill_chunk: usize,
     /// Keep each step's raw logits in the result (parity tests, scoring).
     pub keep_logits: bool,
+    /// Feature rows replacing prompt embeddings (image features, the ECG vector), contract 5.
+    pub inject: Vec<Injection>,
 }
 
 impl Default for GenerateOptions {
@@ -35,6 +37,7 @@ impl Default for GenerateOptions {
             max_context: 4096,
             prefill_chunk: 512,
             keep_logits: false,
+            inject: Vec::new(),
         }
     }
 }
@@ -140,6 +143,23 @@ pub async fn generate(
     opts: &GenerateOptions,
     on_token: &mut dyn FnMut(u32) -> bool,
 ) -> Result<Generation> {
+    let first = Recorder::new(gpu);
+    generate_after(first, model, prompt, positions, rope_delta, opts, on_token).await
+}
+
+/// [`generate`] with `first` (work already recorded, e.g. the ECG encoder whose output
+/// `opts.inject` reads) submitted in the same command buffer as the first prefill chunk.
+pub async fn generate_after(
+    first: Recorder<'_>,
+    model: &TextModel,
+    prompt: &[u32],
+    positions: &[Position],
+    rope_delta: i64,
+    opts: &GenerateOptions,
+    on_token: &mut dyn FnMut(u32) -> bool,
+) -> Result<Generation> {
+    let gpu = first.gpu;
+    let mut first = Some(first);
     opts.sampling.validate()?;
     if prompt.is_empty() {
         return Err(Error::Input("the prompt is empty".into()));
@@ -187,14 +207,15 @@ pub async fn generate(
     let mut start = 0;
     while start < prompt.len() {
         let end = (start + chunk).min(prompt.len());
-        let mut rec = Recorder::new(gpu);
-        let logits = model.forward(
+        let mut rec = first.take().unwrap_or_else(|| Recorder::new(gpu));
+        let logits = model.forward_injected(
             &mut rec,
             &mut session,
             &prompt[start..end],
             &positions[start..end],
             Logits::Last,
             None,
+            &opts.inject,
         )?;
         if end == prompt.len() {
             readout.record(&mut rec, &logits)?;

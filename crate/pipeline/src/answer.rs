@@ -31,4 +31,7 @@ pub struct Timings {
     pub decode_tokens_per_s: f64,
     /// From the start of the request to the first new token (encoders and prefill included).
     pub time_to_first_token_s: f64,
+    /// Reading and preprocessing the ECG records (0 without ECGs). Their encoder runs on the GPU
+    /// in the first prefill submission, so its time is part of `time_to_first_token_s`.
+    pub ecg_s: f64,
 }

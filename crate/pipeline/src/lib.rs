@@ -7,12 +7,14 @@
 //! natively, the browser's event loop on the web) and where the bytes come from.
 
 mod answer;
+mod ecg;
 mod error;
 mod model;
 mod request;
 mod run;
 
 pub use answer::{Answer, Timings};
+pub use ecg::MAX_ECGS;
 pub use error::{Error, Result};
 pub use model::Model;
 pub use qoqmed_engine::weights::ModelFiles;

@@ -5,7 +5,7 @@
 use qoqmed_engine::chat::{ChatTemplate, Tokenizer};
 use qoqmed_engine::config::{GenerationConfig, ModelConfig};
 use qoqmed_engine::gpu::Gpu;
-use qoqmed_engine::model::TextModel;
+use qoqmed_engine::model::{EcgEncoder, TextModel};
 use qoqmed_engine::weights::{ModelFiles, WeightStore};
 use qoqmed_imaging::ProcessorConfig;
 use web_time::Instant;
@@ -21,6 +21,8 @@ pub struct Model {
     /// preprocessor_config.json, or Qwen2.5-VL's values when the folder has none.
     pub processor: ProcessorConfig,
     pub text: TextModel,
+    /// QoQ-Med-Omni's ECG branch, when the checkpoint has `time_series_embedding.*`.
+    pub ecg: Option<EcgEncoder>,
     /// Seconds spent in [`Model::load`].
     pub load_s: f64,
 }
@@ -46,6 +48,11 @@ impl Model {
         };
         let store = WeightStore::open(std::mem::take(&mut files.weights)).await?;
         let text = TextModel::load(&gpu, &store, &config.text).await?;
+        let ecg = if EcgEncoder::present(&store) {
+            Some(EcgEncoder::load(&gpu, &store, &config.ecg, config.text.hidden_size).await?)
+        } else {
+            None
+        };
         Ok(Model {
             gpu,
             config,
@@ -54,6 +61,7 @@ impl Model {
             template,
             processor,
             text,
+            ecg,
             load_s: t0.elapsed().as_secs_f64(),
         })
     }

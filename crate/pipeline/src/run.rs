@@ -1,7 +1,8 @@
 //! One request through the model: prompt, encoders, prefill, streamed decode, parsed answer.
 
 use qoqmed_engine::chat::{Message, user_message, user_text};
-use qoqmed_engine::generate::{GenerateOptions, generate};
+use qoqmed_engine::generate::{GenerateOptions, generate_after};
+use qoqmed_engine::gpu::Recorder;
 use qoqmed_engine::model::rope;
 use web_time::Instant;
 
@@ -48,13 +49,13 @@ pub async fn run(
                 .into(),
         ));
     }
-    if !req.ecgs.is_empty() {
-        return Err(Error::Request(
-            "ECGs are not supported yet: the ECG encoder is not wired into the request path \
-             (`qoqmed preprocess` already prepares ECGs)"
-                .into(),
-        ));
-    }
+    let t_ecg = Instant::now();
+    let ecg_inputs = crate::ecg::model_inputs(model, req)?;
+    let ecg_s = if ecg_inputs.is_some() {
+        t_ecg.elapsed().as_secs_f64()
+    } else {
+        0.0
+    };
 
     let mut messages = Vec::new();
     if let Some(system) = &req.system {
@@ -63,7 +64,7 @@ pub async fn run(
     messages.push(user_message(
         &[],
         &user_text(&req.prompt, req.instruction),
-        0,
+        req.ecgs.len(),
     ));
     let rendered = model.template.render(&messages, true)?;
     let prompt = model.tokenizer.encode(&rendered)?;
@@ -84,6 +85,15 @@ pub async fn run(
         sampling.repetition_penalty = r;
     }
     let eos = model.eos_token_ids().to_vec();
+    // Encoders are recorded into the first prefill command buffer: one submit with the prompt.
+    let mut first = Recorder::new(&model.gpu);
+    let mut inject = Vec::new();
+    inject.extend(crate::ecg::record(
+        model,
+        &mut first,
+        ecg_inputs.as_deref(),
+        &prompt,
+    )?);
     let opts = GenerateOptions {
         max_new_tokens: req.max_new_tokens,
         sampling,
@@ -91,14 +101,15 @@ pub async fn run(
         // QoQ-Med never lets a text answer emit an image placeholder.
         logit_bias: vec![(model.config.image_token_id, -100.0)],
         max_context: req.max_context,
+        inject,
         ..GenerateOptions::default()
     };
 
     let mut stream = model.tokenizer.stream(true);
     let mut first_token_s = None;
     let mut keep_going = on_event(Event::Phase(Phase::Prefill));
-    let out = generate(
-        &model.gpu,
+    let out = generate_after(
+        first,
         &model.text,
         &prompt,
         &positions,
@@ -145,6 +156,7 @@ pub async fn run(
             prefill_tokens_per_s,
             decode_tokens_per_s,
             time_to_first_token_s: first_token_s.unwrap_or_default(),
+            ecg_s,
         },
         adapter: model.gpu.adapter.to_string(),
     })

@@ -20,7 +20,6 @@ pub enum ShaderFamily {
     Elementwise,
     Argmax,
     Pool,
-    PendingEcg,
 }
 
 impl ShaderFamily {
@@ -34,7 +33,6 @@ impl ShaderFamily {
             Self::Elementwise => include_str!("../../../../shaders/elementwise.wgsl"),
             Self::Argmax => include_str!("../../../../shaders/argmax.wgsl"),
             Self::Pool => include_str!("../../../../shaders/pool.wgsl"),
-            Self::PendingEcg => include_str!("../../../../shaders/pending_ecg.wgsl"),
         }
     }
 }

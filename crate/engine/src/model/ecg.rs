@@ -99,7 +99,7 @@ impl Loader<'_> {
 
     async fn weight(&self, base: &str, shape: &[usize]) -> Result<Weight> {
         let (info, bytes) = self.bytes(base, shape).await?;
-        Weight::upload(self.gpu, &info.name, info.dtype, shape, &bytes)
+        Weight::upload(self.gpu, &info.name, info.dtype.into(), shape, &bytes, None)
     }
 
     async fn linear(&self, base: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
@@ -128,9 +128,10 @@ impl Loader<'_> {
             Weight::upload(
                 self.gpu,
                 &format!("{}[{what}]", info.name),
-                info.dtype,
+                info.dtype.into(),
                 &[dim, dim],
                 &bytes[i * part..(i + 1) * part],
+                None,
             )
         };
         Ok([one(0, "q")?, one(1, "k")?, one(2, "v")?])
@@ -284,7 +285,7 @@ impl EcgEncoder {
                 ops::linear(rec, &x, &b.q, None, &q)?;
                 ops::linear(rec, &x, &b.k, None, &k)?;
                 ops::linear(rec, &x, &b.v, None, &v)?;
-                ops::attention_masked(rec, &q, &k, &v, mask, &att)?;
+                ops::attention(rec, &q, &k, &v, mask, &att)?;
                 let att2 = att.view(&[tokens, dim])?;
                 ops::linear(rec, &att2, &b.proj.w, b.proj.b.as_ref(), &o)?;
                 ops::add_inplace(rec, &h, &o)?;

@@ -8,6 +8,7 @@ use crate::config::TextConfig;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder, Tensor, Weight, ops};
 use crate::kv_cache::KvCache;
+use crate::model::inject::Injection;
 use crate::model::rope::{self, Position};
 use crate::weights::{WeightStore, text_tensor_names};
 
@@ -193,7 +194,23 @@ impl TextModel {
         ids: &[u32],
         positions: &[Position],
         logits: Logits,
+        taps: Option<&mut Vec<(String, Tensor)>>,
+    ) -> Result<Tensor> {
+        self.forward_injected(rec, session, ids, positions, logits, taps, &[])
+    }
+
+    /// [`forward`](Self::forward) with the embeddings of some prompt positions replaced by rows of
+    /// GPU tensors (image features, the ECG vector); `embeds` is tapped after the replacement.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_injected(
+        &self,
+        rec: &mut Recorder,
+        session: &mut Session,
+        ids: &[u32],
+        positions: &[Position],
+        logits: Logits,
         mut taps: Option<&mut Vec<(String, Tensor)>>,
+        inject: &[Injection],
     ) -> Result<Tensor> {
         let gpu = rec.gpu;
         let cfg = &self.cfg;
@@ -236,6 +253,9 @@ impl TextModel {
 
         let start = kv.len;
         ops::embedding(rec, &s.ids, n, &self.embed_tokens, &s.x)?;
+        for injection in inject {
+            injection.record(rec, start, n, &s.x)?;
+        }
         tap(rec, "embeds".into(), &s.x)?;
         let (heads, kvh, hd) = (
             cfg.num_attention_heads,

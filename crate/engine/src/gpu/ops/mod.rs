@@ -7,7 +7,6 @@ mod elementwise;
 mod embedding;
 mod matmul;
 mod norm;
-mod pending_ecg;
 mod pool;
 mod rope;
 
@@ -16,7 +15,6 @@ pub use elementwise::{add_inplace, argmax, copy, gelu, silu_mul};
 pub use embedding::embedding;
 pub use matmul::linear;
 pub use norm::{layer_norm, rms_norm};
-pub use pending_ecg::{AttnMask, attention as attention_masked, gelu};
 pub use pool::mean_rows;
 pub use rope::{rope_inplace, rope_to_cache};
 

@@ -1,6 +1,6 @@
 use crate::error::{Error, Result};
 use crate::gpu::shader::{PipelineKey, ShaderFamily};
-use crate::gpu::{Recorder, Tensor, Weight};
+use crate::gpu::{Recorder, Tensor, Weight, WeightFormat};
 
 use super::{expect, u32_of, with_format};
 
@@ -47,7 +47,7 @@ pub fn rms_norm(
 }
 
 /// out = LayerNorm(x) * weight + bias over the last axis (biased variance, as torch); x and out
-/// are (rows, n). Weight and bias share one dtype (they are one module's parameters).
+/// are (rows, n). Weight and bias are f32 / f16 / bf16, each in its own format.
 pub fn layer_norm(
     rec: &mut Recorder,
     x: &Tensor,
@@ -61,19 +61,41 @@ pub fn layer_norm(
     expect("layer_norm", "weight", &weight.shape, &[n])?;
     expect("layer_norm", "bias", &bias.shape, &[n])?;
     expect("layer_norm", "out", &out.shape, &x.shape)?;
-    if bias.dtype != weight.dtype {
+    let b_define = match bias.format {
+        WeightFormat::F32 => "B_F32",
+        WeightFormat::F16 => "B_F16",
+        WeightFormat::BF16 => "B_BF16",
+        f => {
+            return Err(Error::shape(
+                "layer_norm",
+                format!(
+                    "bias {} is {f}; norm parameters stay f32/f16/bf16",
+                    bias.name
+                ),
+            ));
+        }
+    };
+    if weight.format.is_quantized() {
         return Err(Error::shape(
             "layer_norm",
             format!(
-                "bias {} is {:?} but weight {} is {:?}",
-                bias.name, bias.dtype, weight.name, weight.dtype
+                "weight {} is {}; norm parameters stay f32/f16/bf16",
+                weight.name, weight.format
             ),
         ));
     }
-    let key = PipelineKey::new(ShaderFamily::Norm, "layer_norm")
-        .flag("LAYER_NORM")
-        .flag(dtype_define(weight.dtype))
-        .value("WG", WG);
+    let (w, b) = (
+        weight.single_part("layer_norm")?,
+        bias.single_part("layer_norm")?,
+    );
+    let key = with_format(
+        PipelineKey::new(ShaderFamily::Norm, "layer_norm")
+            .flag("LAYER_NORM")
+            .flag("BIAS")
+            .flag(b_define)
+            .value("WG", WG),
+        weight.format,
+    );
     let params = Params {
         rows: u32_of("layer_norm", rows)?,
         n: u32_of("layer_norm", n)?,
@@ -85,9 +107,9 @@ pub fn layer_norm(
         &params,
         &[
             (1, &x.buffer),
-            (2, &weight.buffer),
+            (2, &w.values),
             (3, &out.buffer),
-            (4, &bias.buffer),
+            (4, &b.values),
         ],
         [params.rows, 1, 1],
     )
