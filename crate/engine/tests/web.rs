@@ -148,8 +148,7 @@ async fn ecg_prompt_greedy_ids_match_pytorch_on_webgpu() {
     };
     let prompt = ids("input_ids");
     let want = ids("greedy.generated_ids");
-    let input: Vec<f32> =
-        bytemuck::pod_collect_to_vec(st.tensor("ecg.input").unwrap().data());
+    let input: Vec<f32> = bytemuck::pod_collect_to_vec(st.tensor("ecg.input").unwrap().data());
 
     let mut first = Recorder::new(&gpu);
     let x = Tensor::from_f32(&gpu, &input, &[1, 8, 2500], "ecg").unwrap();
