@@ -254,6 +254,9 @@ fn branch_under_model_prefix_loads_the_same() {
     );
 }
 
+/// A change to a config (the tests' way of making it disagree with the checkpoint).
+type Edit = fn(&mut qoqmed_engine::config::EcgConfig);
+
 #[test]
 fn checkpoint_errors_name_what_is_wrong() {
     let gpu = gpu();
@@ -267,7 +270,7 @@ fn checkpoint_errors_name_what_is_wrong() {
     // time_series_config that disagrees with the tensors: every size key, named in the error.
     let (base, store) = open(omni_files());
     assert!(EcgEncoder::present(&store));
-    let cases: [(&str, fn(&mut qoqmed_engine::config::EcgConfig), &str); 6] = [
+    let cases: [(&str, Edit, &str); 6] = [
         (
             "embed dim",
             |c| c.encoder_embed_dim = 768,

@@ -3,6 +3,8 @@
 //! replaces the embedding of its `<|time_series_pad|>`. Recorded into the caller's [`Recorder`], so
 //! the encoder runs in the same command buffer as the prompt (qoqmed-spec.md section 3).
 
+use std::borrow::Cow;
+
 use crate::config::EcgConfig;
 use crate::error::{Error, Result};
 use crate::gpu::ops::{self, AttnMask};
@@ -85,14 +87,15 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    async fn bytes(&self, base: &str, shape: &[usize]) -> Result<(TensorInfo, Vec<u8>)> {
+    /// The tensor's bytes, borrowed when the source is mapped or in memory.
+    async fn bytes(&self, base: &str, shape: &[usize]) -> Result<(TensorInfo, Cow<'_, [u8]>)> {
         let info = self.store.find_any(&ecg_tensor_names(base))?.clone();
         if info.shape != shape {
             return Err(disagreement(&info, shape, self.cfg, self.hidden));
         }
         let bytes = match self.store.bytes(&info) {
-            Some(b) => b.to_vec(),
-            None => self.store.read(&info).await?,
+            Some(b) => Cow::Borrowed(b),
+            None => Cow::Owned(self.store.read(&info).await?),
         };
         Ok((info, bytes))
     }
