@@ -21,5 +21,8 @@ echo "wasm32 builds: ok"
 
 # The engine in headless Chromium through WebGPU (SwiftShader without a GPU): same code path.
 export PATH="$HOME/.cargo/bin:$PATH"
+# The runner's default timeout (20 s for the whole file) is too short for SwiftShader on 2 busy
+# cores once the vision tower runs too.
+WASM_BINDGEN_TEST_TIMEOUT=300 \
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER="$(command -v chromedriver)" \
     cargo test --release --target wasm32-unknown-unknown --no-default-features -p qoqmed-engine --test web
