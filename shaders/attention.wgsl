@@ -20,19 +20,57 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+// KV_F16: k and v hold f16 pairs (the f16 KV cache), unpacked to f32 on load.
+#ifdef SG_LANES
+@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;          // (n_q, heads, HD / 4)
+#ifdef KV_F16
+@group(0) @binding(2) var<storage, read> k_cache: array<vec2<u32>>;    // (n_k, kv_heads, HD / 4) f16 x4
+@group(0) @binding(3) var<storage, read> v_cache: array<vec2<u32>>;    // (n_k, kv_heads, HD / 4) f16 x4
+fn k_at(i: u32) -> vec4<f32> {
+    let w = k_cache[i];
+    return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+}
+fn v_at(i: u32) -> vec4<f32> {
+    let w = v_cache[i];
+    return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+}
+#else
+@group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>;    // (n_k, kv_heads, HD / 4)
+@group(0) @binding(3) var<storage, read> v_cache: array<vec4<f32>>;    // (n_k, kv_heads, HD / 4)
+fn k_at(i: u32) -> vec4<f32> {
+    return k_cache[i];
+}
+fn v_at(i: u32) -> vec4<f32> {
+    return v_cache[i];
+}
+#endif
+@group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;  // (n_q, heads, HD / 4)
+#else
 @group(0) @binding(1) var<storage, read> q: array<f32>;          // (n_q, heads, HD)
+#ifdef KV_F16
+@group(0) @binding(2) var<storage, read> k_cache: array<u32>;    // (n_k, kv_heads, HD / 2) f16 pairs
+@group(0) @binding(3) var<storage, read> v_cache: array<u32>;    // (n_k, kv_heads, HD / 2) f16 pairs
+fn k_at(i: u32) -> f32 {
+    return unpack2x16float(k_cache[i >> 1u])[i & 1u];
+}
+fn v_at(i: u32) -> f32 {
+    return unpack2x16float(v_cache[i >> 1u])[i & 1u];
+}
+#else
 @group(0) @binding(2) var<storage, read> k_cache: array<f32>;    // (n_k, kv_heads, HD)
 @group(0) @binding(3) var<storage, read> v_cache: array<f32>;    // (n_k, kv_heads, HD)
+fn k_at(i: u32) -> f32 {
+    return k_cache[i];
+}
+fn v_at(i: u32) -> f32 {
+    return v_cache[i];
+}
+#endif
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;  // (n_q, heads, HD)
+#endif
 #ifdef MASK_SEGMENTS
 @group(0) @binding(5) var<storage, read> bounds: array<u32>;     // (n_q, 2) [lo, hi) key rows
 #endif
-
-const DPT: u32 = (HD + WG - 1u) / WG;  // output dims per thread
-
-var<workgroup> q_s: array<f32, HD>;
-var<workgroup> p_s: array<f32, WG>;
-var<workgroup> red: array<f32, WG>;
 
 // How many keys query i sees, and the row of its j-th key.
 fn key_count(i: u32) -> u32 {
@@ -66,6 +104,13 @@ fn key_row(i: u32, j: u32) -> u32 {
     return (c + select(0u, 1u, c >= lead)) * p.patches + t;
 #endif
 }
+
+#ifndef SG_LANES
+const DPT: u32 = (HD + WG - 1u) / WG;  // output dims per thread
+
+var<workgroup> q_s: array<f32, HD>;
+var<workgroup> p_s: array<f32, WG>;
+var<workgroup> red: array<f32, WG>;
 
 fn reduce_max(lid: u32, v: f32) -> f32 {
     red[lid] = v;
@@ -119,7 +164,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             let k_base = key_row(i, t) * kv_stride + kvh * HD;
             var dot = 0.0;
             for (var d = 0u; d < HD; d++) {
-                dot += q_s[d] * k_cache[k_base + d];
+                dot += q_s[d] * k_at(k_base + d);
             }
             s = dot * p.scale;
         }
@@ -138,7 +183,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             var a = acc[j] * rescale;
             if (d < HD) {
                 for (var u = 0u; u < tile_len; u++) {
-                    a += p_s[u] * v_cache[key_row(i, t0 + u) * kv_stride + kvh * HD + d];
+                    a += p_s[u] * v_at(key_row(i, t0 + u) * kv_stride + kvh * HD + d);
                 }
             }
             acc[j] = a;
@@ -155,3 +200,67 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         }
     }
 }
+#endif
+
+#ifdef SG_LANES
+// Adapters that run shaders on a CPU, with subgroups (gpu/tuning.rs): one 8-lane subgroup per
+// (query row, KV head) holds the G = heads / kv_heads query heads of that KV head (GQA: every key
+// and value row is loaded once for all of them). Lane l holds vec4 slots l, l + 8, ... of a head
+// row (VPL of them), so every load is a vec4 and a dot product is one subgroupAdd; the online
+// softmax walks the visible keys one by one, with no workgroup memory and no barriers (both are
+// expensive on llvmpipe, see docs/performance-notes.md). Keys enumerate as in the kernel above.
+const NV: u32 = HD / 4u;  // vec4 per head row
+
+@compute @workgroup_size(8)
+fn attention_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32) {
+    let kvh = wid.x;
+    let i = wid.y;
+    let lane = sl % 8u;
+    // Slots past the row end load a clamped slot and count as zero, so control flow stays uniform.
+#for c in VPL
+    let d${c} = min(lane + 8u * ${c}u, NV - 1u);
+    let on${c} = lane + 8u * ${c}u < NV;
+#end
+#for h in G
+    let qrow${h} = (i * p.heads + kvh * G + ${h}u) * NV;
+#for c in VPL
+    let q${h}_${c} = select(vec4<f32>(0.0), q[qrow${h} + d${c}] * p.scale, on${c});
+    var o${h}_${c} = vec4<f32>(0.0);
+#end
+    var m${h} = -3.402823e38;
+    var l${h} = 0.0;
+#end
+    let n_keys = key_count(i);
+    for (var j = 0u; j < n_keys; j++) {
+        let kv = (key_row(i, j) * p.kv_heads + kvh) * NV;
+#for c in VPL
+        let k${c} = k_at(kv + d${c});
+        let v${c} = v_at(kv + d${c});
+#end
+#for h in G
+        var part${h} = 0.0;
+#for c in VPL
+        part${h} += dot(q${h}_${c}, k${c});
+#end
+        let s${h} = subgroupAdd(part${h});
+        let mn${h} = max(m${h}, s${h});
+        let old${h} = exp(m${h} - mn${h});
+        let e${h} = exp(s${h} - mn${h});
+        l${h} = l${h} * old${h} + e${h};
+        m${h} = mn${h};
+#for c in VPL
+        o${h}_${c} = o${h}_${c} * old${h} + e${h} * v${c};
+#end
+#end
+    }
+    // A query that sees no key (an empty segment) writes zeros rather than 0/0.
+#for h in G
+    let inv${h} = select(0.0, 1.0 / l${h}, l${h} > 0.0);
+#for c in VPL
+    if (on${c}) {
+        out[qrow${h} + d${c}] = o${h}_${c} * inv${h};
+    }
+#end
+#end
+}
+#endif

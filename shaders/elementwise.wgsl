@@ -65,6 +65,21 @@ fn gelu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }
 #endif
 
+#ifdef COPY_F16
+// Into an f16 tensor: one invocation per word, n and dst_offset in values, both even.
+@group(0) @binding(1) var<storage, read> src: array<f32>;        // (>= src_offset + n)
+@group(0) @binding(2) var<storage, read_write> dst: array<u32>;  // (>= (dst_offset + n) / 2) f16 pairs
+
+@compute @workgroup_size(WG)
+fn copy_f16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if (2u * i < p.n) {
+        let s = p.src_offset + 2u * i;
+        dst[p.dst_offset / 2u + i] = pack2x16float(vec2<f32>(src[s], src[s + 1u]));
+    }
+}
+#endif
+
 #ifdef COPY
 @group(0) @binding(1) var<storage, read> src: array<f32>;        // (>= src_offset + n)
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;  // (>= dst_offset + n)

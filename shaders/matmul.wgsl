@@ -26,6 +26,7 @@ struct Params {
 #endif
 
 #include weights
+#include bias
 
 fn store_y(row: u32, col: u32, v: f32) {
     y[row * p.y_stride + p.col0 + col] = v + bias_at(p.col0 + col);

@@ -44,6 +44,8 @@ fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
 // biased variance as torch; two passes over the row so the variance does not cancel.
 @group(0) @binding(4) var<storage, read> bias: array<u32>;      // (n) packed, B_F32 / B_F16 / B_BF16
 
+#include bias
+
 fn row_sum(lid: u32, v: f32) -> f32 {
     partial[lid] = v;
     workgroupBarrier();

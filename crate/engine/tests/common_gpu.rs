@@ -2,7 +2,7 @@
 //! count, max error and where.
 #![allow(dead_code)]
 
-use qoqmed_engine::gpu::{Gpu, Weight, WeightFormat};
+use qoqmed_engine::gpu::{Gpu, Tuning, Weight, WeightFormat};
 use qoqmed_engine::quant::{self, Planes};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -12,6 +12,20 @@ pub fn gpu() -> Gpu {
     pollster::block_on(Gpu::new(None)).unwrap_or_else(|e| {
         panic!("GPU tests need a wgpu adapter: {e}. Without a GPU install Mesa's lavapipe: apt-get install mesa-vulkan-drivers libvulkan1")
     })
+}
+
+/// The adapter's own kernel choice, and the portable kernels if those differ (on lavapipe the
+/// first is the CPU-tier variants, the second what every browser runs).
+pub fn gpus() -> Vec<Gpu> {
+    let native = gpu();
+    let mut portable = gpu();
+    portable.tuning = Tuning::portable();
+    eprintln!("adapter tuning: {:?}", native.tuning);
+    if native.tuning == portable.tuning {
+        vec![native]
+    } else {
+        vec![native, portable]
+    }
 }
 
 pub struct Rng(ChaCha8Rng);

@@ -4,7 +4,7 @@
 
 mod common_gpu;
 
-use common_gpu::{DTYPES, Rng, assert_close, gpu, weight};
+use common_gpu::{DTYPES, Rng, assert_close, gpu, gpus, weight};
 use qoqmed_engine::gpu::{Recorder, Tensor, WeightFormat, ops, read_buffer};
 
 fn run(gpu: &qoqmed_engine::gpu::Gpu, rec: Recorder) {
@@ -271,7 +271,10 @@ fn check_attention(
     run(gpu, rec);
     let want = cpu_attention(&q, &kc, &vc, shape, keys);
     assert_close(
-        &format!("attention {what} nq{n_q} nk{n_k} h{heads}/{kvh} hd{hd}"),
+        &format!(
+            "attention {what} nq{n_q} nk{n_k} h{heads}/{kvh} hd{hd} subgroup kernel {}",
+            gpu.tuning.attention_sg
+        ),
         &read(gpu, &out),
         &want,
         2e-6,
@@ -281,84 +284,90 @@ fn check_attention(
 
 #[test]
 fn attention_causal_gqa_matches_cpu() {
-    let gpu = gpu();
     let mut rng = Rng::new(6);
-    // (n_q, start, heads, kv_heads, head_dim, max_ctx): prefill, decode, >1 key tile, head_dim > WG.
-    for (n_q, start, heads, kvh, hd, max_ctx) in [
-        (5, 0, 6, 2, 12, 8),
-        (1, 4, 6, 3, 12, 8),
-        (3, 70, 4, 1, 16, 80),
-        (2, 1, 2, 2, 80, 5),
-        (7, 0, 3, 3, 6, 7),
-    ] {
-        check_attention(
-            &gpu,
-            &mut rng,
-            (n_q, max_ctx, heads, kvh, hd),
-            ops::AttnMask::Causal { start },
-            &|i| (0..=start + i).collect(),
-            &format!("causal start{start}"),
-        );
+    // (n_q, start, heads, kv_heads, head_dim, max_ctx): prefill, decode, >1 key tile, head_dim > WG,
+    // Qwen2.5-3B's and -7B's head grouping (8 and 7 query heads per KV head, head_dim 128).
+    for gpu in gpus() {
+        for (n_q, start, heads, kvh, hd, max_ctx) in [
+            (5, 0, 6, 2, 12, 8),
+            (1, 4, 6, 3, 12, 8),
+            (3, 70, 4, 1, 16, 80),
+            (2, 1, 2, 2, 80, 5),
+            (7, 0, 3, 3, 6, 7),
+            (2, 37, 16, 2, 128, 40),
+            (1, 20, 14, 2, 128, 21),
+        ] {
+            check_attention(
+                &gpu,
+                &mut rng,
+                (n_q, max_ctx, heads, kvh, hd),
+                ops::AttnMask::Causal { start },
+                &|i| (0..=start + i).collect(),
+                &format!("causal start{start}"),
+            );
+        }
     }
 }
 
 #[test]
 fn attention_segments_match_cpu() {
-    let gpu = gpu();
     let mut rng = Rng::new(61);
-    // Ragged segments as the vision tower's windows give them, one longer than a key tile (64),
-    // and an empty one; plus a single segment over everything (full-attention blocks).
-    let cases: [(&[usize], usize, usize, usize); 2] =
-        [(&[0, 5, 5, 21, 91, 97], 4, 2, 80), (&[0, 13], 2, 2, 16)];
-    for (cu, heads, kvh, hd) in cases {
-        let n = *cu.last().unwrap();
-        let mut bounds = Vec::new();
-        let mut seg_of = Vec::new();
-        for w in cu.windows(2) {
-            for _ in w[0]..w[1] {
-                bounds.extend([w[0] as u32, w[1] as u32]);
-                seg_of.push((w[0], w[1]));
+    for gpu in gpus() {
+        // Ragged segments as the vision tower's windows give them, one longer than a key tile (64),
+        // and an empty one; plus a single segment over everything (full-attention blocks).
+        let cases: [(&[usize], usize, usize, usize); 2] =
+            [(&[0, 5, 5, 21, 91, 97], 4, 2, 80), (&[0, 13], 2, 2, 16)];
+        for (cu, heads, kvh, hd) in cases {
+            let n = *cu.last().unwrap();
+            let mut bounds = Vec::new();
+            let mut seg_of = Vec::new();
+            for w in cu.windows(2) {
+                for _ in w[0]..w[1] {
+                    bounds.extend([w[0] as u32, w[1] as u32]);
+                    seg_of.push((w[0], w[1]));
+                }
             }
+            let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("bounds"),
+                size: (bounds.len() * 4) as u64,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            gpu.queue
+                .write_buffer(&buffer, 0, bytemuck::cast_slice(&bounds));
+            check_attention(
+                &gpu,
+                &mut rng,
+                (n, n, heads, kvh, hd),
+                ops::AttnMask::Segments { bounds: &buffer },
+                &|i| (seg_of[i].0..seg_of[i].1).collect(),
+                &format!("segments {cu:?}"),
+            );
         }
-        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("bounds"),
-            size: (bounds.len() * 4) as u64,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        gpu.queue
-            .write_buffer(&buffer, 0, bytemuck::cast_slice(&bounds));
-        check_attention(
-            &gpu,
-            &mut rng,
-            (n, n, heads, kvh, hd),
-            ops::AttnMask::Segments { bounds: &buffer },
-            &|i| (seg_of[i].0..seg_of[i].1).collect(),
-            &format!("segments {cu:?}"),
-        );
     }
 }
 
 #[test]
 fn attention_lead_or_time_matches_cpu() {
-    let gpu = gpu();
     let mut rng = Rng::new(62);
-    // ECG-JEPA's mask on small grids; 2 x 70 gives each query 71 visible keys, more than one
-    // key tile (64).
-    for (leads, patches, heads, hd) in [(3, 5, 2, 8), (8, 9, 4, 12), (2, 70, 2, 8)] {
-        let n = leads * patches;
-        check_attention(
-            &gpu,
-            &mut rng,
-            (n, n, heads, heads, hd),
-            ops::AttnMask::LeadOrTime { leads, patches },
-            &|a| {
-                (0..n)
-                    .filter(|b| a / patches == b / patches || a % patches == b % patches)
-                    .collect()
-            },
-            &format!("lead/time {leads}x{patches}"),
-        );
+    for gpu in gpus() {
+        // ECG-JEPA's mask on small grids; 2 x 70 gives each query 71 visible keys, more than one
+        // key tile (64).
+        for (leads, patches, heads, hd) in [(3, 5, 2, 8), (8, 9, 4, 12), (2, 70, 2, 8)] {
+            let n = leads * patches;
+            check_attention(
+                &gpu,
+                &mut rng,
+                (n, n, heads, heads, hd),
+                ops::AttnMask::LeadOrTime { leads, patches },
+                &|a| {
+                    (0..n)
+                        .filter(|b| a / patches == b / patches || a % patches == b % patches)
+                        .collect()
+                },
+                &format!("lead/time {leads}x{patches}"),
+            );
+        }
     }
 }
 
@@ -453,5 +462,107 @@ fn argmax_picks_first_maximum() {
         let r = &logits[row * n..][..n];
         let want = (0..n).fold(0, |best, i| if r[i] > r[best] { i } else { best });
         assert_eq!(got as usize, want, "row {row}");
+    }
+}
+
+fn f16_round(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+}
+
+fn read_f16(gpu: &qoqmed_engine::gpu::Gpu, t: &Tensor) -> Vec<f32> {
+    let bytes = pollster::block_on(read_buffer(gpu, &t.buffer, 0, (t.numel() * 2) as u64));
+    bytes
+        .unwrap()
+        .chunks_exact(2)
+        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+        .collect()
+}
+
+#[test]
+fn f16_cache_writes_and_attention_match_cpu() {
+    let mut rng = Rng::new(9);
+    for gpu in gpus() {
+        // rope_to_cache and copy into f16 caches, around untouched (zero) rows.
+        let (n, heads, hd, max_ctx, start) = (3, 2, 16, 7, 2);
+        let x = rng.vec(n * heads * hd, 1.0);
+        let angles = rng.vec(n * hd / 2, 3.0);
+        let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
+        let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
+        let xt = Tensor::from_f32(&gpu, &x, &[n, heads, hd], "x").unwrap();
+        let ct = Tensor::from_f32(&gpu, &cos, &[n, hd / 2], "cos").unwrap();
+        let st = Tensor::from_f32(&gpu, &sin, &[n, hd / 2], "sin").unwrap();
+        let kc = Tensor::zeros_f16(&gpu, &[max_ctx, heads, hd], "k").unwrap();
+        let vc = Tensor::zeros_f16(&gpu, &[max_ctx, heads, hd], "v").unwrap();
+        assert!(kc.is_f16() && !xt.is_f16());
+        let mut rec = Recorder::new(&gpu);
+        ops::rope_to_cache(&mut rec, &xt, &ct, &st, &kc, start).unwrap();
+        ops::copy(&mut rec, &xt, 0, &vc, start * heads * hd, n * heads * hd).unwrap();
+        run(&gpu, rec);
+        let row = heads * hd;
+        let mut want_k = vec![0.0; max_ctx * row];
+        want_k[start * row..][..n * row]
+            .copy_from_slice(&f16_round(&cpu_rope(&x, &cos, &sin, n, heads, hd)));
+        let mut want_v = vec![0.0; max_ctx * row];
+        want_v[start * row..][..n * row].copy_from_slice(&f16_round(&x));
+        // The rotation is computed in f32 then rounded once: at most one f16 step apart.
+        assert_close(
+            "rope into f16 cache",
+            &read_f16(&gpu, &kc),
+            &want_k,
+            1e-3,
+            1e-3,
+        );
+        assert_close(
+            "copy into f16 cache",
+            &read_f16(&gpu, &vc),
+            &want_v,
+            0.0,
+            0.0,
+        );
+
+        // Attention over f16 K/V equals the f64 reference on the same rounded values.
+        for (n_q, start, heads, kvh, hd, max_ctx) in [(3, 5, 6, 2, 16, 9), (1, 30, 16, 2, 128, 31)]
+        {
+            let q = rng.vec(n_q * heads * hd, 2.0);
+            let k = f16_round(&rng.vec(max_ctx * kvh * hd, 2.0));
+            let v = f16_round(&rng.vec(max_ctx * kvh * hd, 1.0));
+            let to_f16 = |vals: &[f32], name| {
+                let t = Tensor::zeros_f16(&gpu, &[max_ctx, kvh, hd], name).unwrap();
+                let bytes: Vec<u8> = vals
+                    .iter()
+                    .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                    .collect();
+                gpu.queue.write_buffer(&t.buffer, 0, &bytes);
+                t
+            };
+            let (kt, vt) = (to_f16(&k, "k"), to_f16(&v, "v"));
+            let qt = Tensor::from_f32(&gpu, &q, &[n_q, heads, hd], "q").unwrap();
+            let out =
+                Tensor::from_f32(&gpu, &vec![f32::NAN; q.len()], &[n_q, heads, hd], "o").unwrap();
+            let mut rec = Recorder::new(&gpu);
+            ops::attention(
+                &mut rec,
+                &qt,
+                &kt,
+                &vt,
+                ops::AttnMask::Causal { start },
+                &out,
+            )
+            .unwrap();
+            run(&gpu, rec);
+            let want = cpu_attention(&q, &k, &v, (n_q, max_ctx, heads, kvh, hd), &|i| {
+                (0..=start + i).collect()
+            });
+            assert_close(
+                &format!(
+                    "attention f16 kv nq{n_q} h{heads}/{kvh} hd{hd} subgroup kernel {}",
+                    gpu.tuning.attention_sg
+                ),
+                &read(&gpu, &out),
+                &want,
+                2e-6,
+                1e-5,
+            );
+        }
     }
 }

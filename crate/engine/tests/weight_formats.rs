@@ -5,7 +5,7 @@
 
 mod common_gpu;
 
-use common_gpu::{DTYPES, FORMATS, Rng, assert_close, encode, gpu, weight, weight_split};
+use common_gpu::{DTYPES, FORMATS, Rng, assert_close, encode, gpu, gpus, weight, weight_split};
 use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, Weight, WeightFormat, ops, read_buffer};
 
 const GUARD: f32 = 7.5;
@@ -50,8 +50,9 @@ fn cpu_linear(x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, n: usize, k: us
     y
 }
 
-/// (m, n, k): GEMV narrow (k <= 128), GEMV split-k, GEMM; rows not multiples of 4/16/64.
-const SHAPES: [(usize, usize, usize); 7] = [
+/// (m, n, k): GEMV narrow (k <= 128), GEMV split-k, GEMM; rows not multiples of 4/16/64;
+/// matmul_rows' token tiles (1, 2, 4, 8: partial ones too) and row tiles (R = 1, 2, 4).
+const SHAPES: [(usize, usize, usize); 10] = [
     (1, 33, 64),
     (1, 37, 96),
     (1, 131, 160),
@@ -59,6 +60,9 @@ const SHAPES: [(usize, usize, usize); 7] = [
     (5, 33, 32),
     (70, 131, 96),
     (2, 7, 256),
+    (3, 1100, 32),
+    (1, 2100, 64),
+    (9, 67, 64),
 ];
 
 fn check_linear(
@@ -85,13 +89,14 @@ fn check_linear(
         let want = cpu_linear(&x, &wv, with_bias.then_some(&bv[..]), m, n, k);
         assert_close(
             &format!(
-                "linear {format} m{m} n{n} k{k} parts {} bias {}",
+                "linear {format} m{m} n{n} k{k} parts {} bias {} rows kernels {}",
                 w.parts.len(),
                 if with_bias {
                     bias_format.as_str()
                 } else {
                     "none"
-                }
+                },
+                gpu.tuning.matmul_rows
             ),
             &read_guarded(gpu, &y),
             &want,
@@ -103,30 +108,32 @@ fn check_linear(
 
 #[test]
 fn linear_every_format_matches_cpu() {
-    let gpu = gpu();
     let mut rng = Rng::new(11);
-    for format in FORMATS {
-        for shape in SHAPES {
-            check_linear(&gpu, &mut rng, format, shape, None);
+    for gpu in gpus() {
+        for format in FORMATS {
+            for shape in SHAPES {
+                check_linear(&gpu, &mut rng, format, shape, None);
+            }
         }
     }
 }
 
 #[test]
 fn linear_over_a_split_weight_matches_cpu() {
-    let gpu = gpu();
     let mut rng = Rng::new(12);
-    for format in FORMATS {
-        for (m, n, k) in [(1, 131, 64), (1, 53, 160), (70, 131, 96)] {
-            // About a fifth of the weight per part, rounded to the format's row alignment.
-            let limit = (n * format.row_bytes(k) / 5) as u64;
-            check_linear(&gpu, &mut rng, format, (m, n, k), Some(limit));
+    for gpu in gpus() {
+        for format in FORMATS {
+            for (m, n, k) in [(1, 131, 64), (1, 53, 160), (70, 131, 96)] {
+                // About a fifth of the weight per part, rounded to the format's row alignment.
+                let limit = (n * format.row_bytes(k) / 5) as u64;
+                check_linear(&gpu, &mut rng, format, (m, n, k), Some(limit));
+            }
         }
-    }
-    // A 16-bit row of odd length: parts must still start on whole words.
-    for format in [WeightFormat::F16, WeightFormat::BF16] {
-        check_linear(&gpu, &mut rng, format, (3, 45, 77), Some(45 * 154 / 4));
-        check_linear(&gpu, &mut rng, format, (1, 45, 77), Some(45 * 154 / 4));
+        // A 16-bit row of odd length: parts must still start on whole words.
+        for format in [WeightFormat::F16, WeightFormat::BF16] {
+            check_linear(&gpu, &mut rng, format, (3, 45, 77), Some(45 * 154 / 4));
+            check_linear(&gpu, &mut rng, format, (1, 45, 77), Some(45 * 154 / 4));
+        }
     }
 }
 
@@ -353,4 +360,44 @@ fn bad_weights_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("qbias") && e.contains("q8"), "{e}");
+}
+
+#[test]
+fn gate_up_silu_matches_cpu() {
+    let mut rng = Rng::new(16);
+    for gpu in gpus() {
+        for format in FORMATS {
+            for (m, n, k, split) in [(1, 37, 64, false), (1, 600, 96, true), (20, 67, 96, false)] {
+                let limit = split.then_some((n * format.row_bytes(k) / 3) as u64);
+                let x = rng.vec(m * k, 1.0);
+                let (gv, g) = weight_split(&gpu, &mut rng, "gate", &[n, k], format, 0.5, limit);
+                let (uv, u) = weight_split(&gpu, &mut rng, "up", &[n, k], format, 0.5, limit);
+                let xt = Tensor::from_f32(&gpu, &x, &[m, k], "x").unwrap();
+                let out = guarded(&gpu, &[m, n]);
+                let tmp = |name| Tensor::zeros(&gpu, &[m, n], name).unwrap();
+                let (gt, ut) = (tmp("gate_out"), tmp("up_out"));
+                let mut rec = Recorder::new(&gpu);
+                ops::gate_up_silu(&mut rec, &xt, &g, &u, &out, &gt, &ut).unwrap();
+                rec.submit().unwrap();
+                let gw = cpu_linear(&x, &gv, None, m, n, k);
+                let uw = cpu_linear(&x, &uv, None, m, n, k);
+                let want: Vec<f32> = gw
+                    .iter()
+                    .zip(&uw)
+                    .map(|(g, u)| (*g as f64 / (1.0 + (-*g as f64).exp()) * *u as f64) as f32)
+                    .collect();
+                assert_close(
+                    &format!(
+                        "gate_up_silu {format} m{m} n{n} k{k} parts {} rows kernels {}",
+                        g.parts.len(),
+                        gpu.tuning.matmul_rows
+                    ),
+                    &read_guarded(&gpu, &out),
+                    &want,
+                    2e-5,
+                    1e-5,
+                );
+            }
+        }
+    }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 
 use super::shader::PipelineCache;
+use super::tuning::Tuning;
 
 /// What `qoqmed adapters` prints and `--adapter N` picks from.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -48,6 +49,8 @@ pub struct Gpu {
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// Kernel variants for this adapter; tests may change it to force a variant.
+    pub tuning: Tuning,
     pub(crate) pipelines: PipelineCache,
     errors: Arc<Mutex<Vec<String>>>,
     arena: Mutex<Option<wgpu::Buffer>>,
@@ -107,7 +110,7 @@ impl Gpu {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let features = adapter.features() & wgpu::Features::SHADER_F16;
+        let features = adapter.features() & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("qoqmed"),
@@ -143,6 +146,7 @@ impl Gpu {
             summary.index = usize::MAX;
         }
         Ok(Self {
+            tuning: Tuning::for_adapter(&info, features),
             pipelines: PipelineCache::default(),
             device,
             queue,

@@ -4,9 +4,11 @@
 mod context;
 mod format;
 pub mod ops;
+pub mod probe;
 mod recorder;
 mod shader;
 mod tensor;
+mod tuning;
 
 pub use context::{AdapterSummary, Gpu, list_adapters};
 pub use format::{GROUP, WeightFormat};
@@ -14,3 +16,4 @@ pub use recorder::Recorder;
 pub use recorder::grid;
 pub use shader::{PipelineKey, ShaderFamily};
 pub use tensor::{Tensor, Weight, WeightPart, map_read, read_buffer, staging_buffer};
+pub use tuning::Tuning;

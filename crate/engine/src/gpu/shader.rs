@@ -1,7 +1,9 @@
 //! WGSL variants and the pipeline cache. Shader files live in `shaders/` (one per op family) and
 //! are embedded with `include_str!`, so native and web ship the same bytes. Variants come from a
-//! tiny preprocessor: `#ifdef NAME` / `#ifndef NAME` / `#else` / `#endif`, `#include weights`, and
-//! valued defines emitted as `const NAME: u32 = value;`.
+//! tiny preprocessor: `#ifdef NAME` / `#ifndef NAME` / `#else` / `#endif`, `#include weights`,
+//! valued defines emitted as `const NAME: u32 = value;`, and `#for i in N` ... `#end` (N a literal
+//! or a valued define), which repeats its lines with `${i}` replaced by 0..N: software adapters
+//! compile WGSL loops into masked loops that cost more than their bodies, so hot kernels unroll.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,6 +21,7 @@ pub enum ShaderFamily {
     Attention,
     Elementwise,
     Argmax,
+    MatmulRows,
     Pool,
 }
 
@@ -32,6 +35,7 @@ impl ShaderFamily {
             Self::Attention => include_str!("../../../../shaders/attention.wgsl"),
             Self::Elementwise => include_str!("../../../../shaders/elementwise.wgsl"),
             Self::Argmax => include_str!("../../../../shaders/argmax.wgsl"),
+            Self::MatmulRows => include_str!("../../../../shaders/matmul_rows.wgsl"),
             Self::Pool => include_str!("../../../../shaders/pool.wgsl"),
         }
     }
@@ -40,6 +44,7 @@ impl ShaderFamily {
 fn include(name: &str) -> Option<&'static str> {
     match name {
         "weights" => Some(include_str!("../../../../shaders/weights.wgsl")),
+        "bias" => Some(include_str!("../../../../shaders/bias.wgsl")),
         _ => None,
     }
 }
@@ -88,6 +93,11 @@ impl PipelineKey {
 
     /// The WGSL text of this variant.
     pub fn source(&self) -> Result<String> {
+        self.source_of(self.family.source())
+    }
+
+    /// `text` preprocessed with this key's defines (the kernel lab feeds shader files through it).
+    pub fn source_of(&self, text: &str) -> Result<String> {
         let mut out = String::new();
         for (name, v) in &self.defines {
             if let Some(v) = v {
@@ -95,9 +105,75 @@ impl PipelineKey {
             }
         }
         let defined = |n: &str| self.defines.iter().any(|(d, _)| *d == n);
-        preprocess(self.family.source(), &defined, &mut out, &self.label())?;
+        let mut body = String::new();
+        preprocess(text, &defined, &mut body, &self.label())?;
+        let value = |n: &str| {
+            self.defines
+                .iter()
+                .find(|(d, _)| *d == n)
+                .and_then(|(_, v)| *v)
+        };
+        expand_for(&body, &value, &mut out, &self.label())?;
         Ok(out)
     }
+}
+
+/// Expands `#for i in N` ... `#end` blocks (nested ones too), replacing `${i}` in their lines.
+fn expand_for(
+    src: &str,
+    value: &dyn Fn(&str) -> Option<u32>,
+    out: &mut String,
+    label: &str,
+) -> Result<()> {
+    let bad = |msg: String| Error::Gpu(format!("shader {label}: {msg}"));
+    let lines: Vec<&str> = src.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let t = lines[i].trim();
+        if let Some(rest) = t.strip_prefix("#for ") {
+            let (var, count) = rest
+                .split_once(" in ")
+                .ok_or_else(|| bad(format!("`{t}`: expected `#for i in N`")))?;
+            let (var, count) = (var.trim(), count.trim());
+            let n = match count.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => {
+                    value(count).ok_or_else(|| bad(format!("`{t}`: {count} is not defined")))?
+                }
+            };
+            // The matching #end: nested #for blocks stay in the body for the recursive expansion.
+            let mut depth = 1;
+            let mut j = i + 1;
+            while j < lines.len() {
+                let u = lines[j].trim();
+                if u.starts_with("#for ") {
+                    depth += 1;
+                } else if u == "#end" {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                j += 1;
+            }
+            if depth != 0 {
+                return Err(bad(format!("`{t}` without #end")));
+            }
+            let body = lines[i + 1..j].join("\n");
+            let pattern = format!("${{{var}}}");
+            for k in 0..n {
+                expand_for(&body.replace(&pattern, &k.to_string()), value, out, label)?;
+            }
+            i = j + 1;
+        } else if t == "#end" {
+            return Err(bad("#end without #for".into()));
+        } else {
+            out.push_str(lines[i]);
+            out.push('\n');
+            i += 1;
+        }
+    }
+    Ok(())
 }
 
 fn preprocess(
@@ -209,6 +285,21 @@ mod tests {
         assert!(!src.contains("unpack2x16float"));
         assert!(!src.contains('#'));
         assert_eq!(key.label(), "matmul_vec.VEC.WG=64.W_BF16");
+    }
+
+    #[test]
+    fn for_blocks_unroll_with_nesting() {
+        let mut out = String::new();
+        let value = |n: &str| (n == "R").then_some(2);
+        let src = "a\n#for r in R\n#for t in 3\nx${r}_${t} = ${r};\n#end\n#end\nb";
+        expand_for(src, &value, &mut out, "t").unwrap();
+        assert_eq!(
+            out,
+            "a\nx0_0 = 0;\nx0_1 = 0;\nx0_2 = 0;\nx1_0 = 1;\nx1_1 = 1;\nx1_2 = 1;\nb\n"
+        );
+        assert!(expand_for("#for r in Q\n#end", &value, &mut out, "t").is_err());
+        assert!(expand_for("#for r in 2\nx", &value, &mut out, "t").is_err());
+        assert!(expand_for("#end", &value, &mut out, "t").is_err());
     }
 
     #[test]

@@ -39,6 +39,39 @@ impl Tensor {
         })
     }
 
+    /// A tensor stored as f16, 2 per u32 word (the f16 KV cache): half the bytes of an f32 one.
+    /// Ops that take it tell it apart by its buffer holding fewer than 4 bytes per element (see
+    /// [`Tensor::is_f16`]), which is why it needs an even number of elements.
+    pub fn zeros_f16(gpu: &Gpu, shape: &[usize], label: &str) -> Result<Self> {
+        let numel: usize = shape.iter().product();
+        if numel < 2 || !numel.is_multiple_of(2) {
+            return Err(Error::shape(
+                "f16 tensor",
+                format!("{label}: {shape:?} must hold an even number (>= 2) of values"),
+            ));
+        }
+        let size = padded(numel as u64 * 2);
+        check_binding(gpu, label, size)?;
+        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(Self {
+            buffer,
+            shape: shape.to_vec(),
+        })
+    }
+
+    /// Whether this tensor's values are f16 pairs (made by [`Tensor::zeros_f16`]): every f32
+    /// tensor's buffer holds at least 4 bytes per element.
+    pub fn is_f16(&self) -> bool {
+        self.buffer.size() < self.numel() as u64 * 4
+    }
+
     pub fn from_f32(gpu: &Gpu, data: &[f32], shape: &[usize], label: &str) -> Result<Self> {
         let numel: usize = shape.iter().product();
         if numel != data.len() {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use crate::config::TextConfig;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder, Tensor, Weight, ops};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvFormat};
 use crate::model::inject::Injection;
 use crate::model::rope::{self, Position};
 use crate::weights::{WeightStore, text_tensor_names};
@@ -293,9 +293,8 @@ impl TextModel {
                 cfg.rms_norm_eps,
                 &s.h,
             )?;
-            ops::linear(rec, &s.h, &layer.gate_proj.w, None, &s.gate)?;
-            ops::linear(rec, &s.h, &layer.up_proj.w, None, &s.up)?;
-            ops::silu_mul(rec, &s.gate, &s.up, &s.act)?;
+            let (gate, up) = (&layer.gate_proj.w, &layer.up_proj.w);
+            ops::gate_up_silu(rec, &s.h, gate, up, &s.act, &s.gate, &s.up)?;
             ops::linear(rec, &s.act, &layer.down_proj.w, None, &s.o)?;
             ops::add_inplace(rec, &s.x, &s.o)?;
             tap(rec, format!("layer.{l}"), &s.x)?;
@@ -332,8 +331,18 @@ pub struct Session {
 
 impl Session {
     pub fn new(gpu: &Gpu, cfg: &TextConfig, max_ctx: usize) -> Result<Self> {
+        Self::with_kv_format(gpu, cfg, max_ctx, KvFormat::F32)
+    }
+
+    /// A session whose KV cache is stored as `format` (f16 halves its memory and decode reads).
+    pub fn with_kv_format(
+        gpu: &Gpu,
+        cfg: &TextConfig,
+        max_ctx: usize,
+        format: KvFormat,
+    ) -> Result<Self> {
         Ok(Self {
-            kv: KvCache::new(gpu, cfg, max_ctx)?,
+            kv: KvCache::with_format(gpu, cfg, max_ctx, format)?,
             scratch: Scratch::default(),
         })
     }

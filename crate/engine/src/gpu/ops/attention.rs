@@ -79,9 +79,33 @@ pub fn attention(
         leads: 0,
         patches: 0,
     };
-    let key = PipelineKey::new(ShaderFamily::Attention, "attention")
-        .value("WG", WG)
-        .value("HD", u32_of("attention", hd)?);
+    // CPU adapters with subgroups: one subgroup per (query, KV head), vec4 loads, no barriers.
+    let sg = rec.gpu.tuning.attention_sg && hd.is_multiple_of(4);
+    let key = if sg {
+        PipelineKey::new(ShaderFamily::Attention, "attention_sg")
+            .flag("SG_LANES")
+            .value("G", u32_of("attention", heads / kv_heads)?)
+            .value("VPL", u32_of("attention", (hd / 4).div_ceil(8))?)
+    } else {
+        PipelineKey::new(ShaderFamily::Attention, "attention").value("WG", WG)
+    }
+    .value("HD", u32_of("attention", hd)?);
+    // An f16 KV cache (Tensor::zeros_f16) is read as f16 pairs; q and out stay f32.
+    let key = match (k.is_f16(), v.is_f16()) {
+        (false, false) => key,
+        (true, true) => key.flag("KV_F16"),
+        _ => {
+            return Err(Error::shape(
+                "attention",
+                "k and v must both be f32 or both f16".to_string(),
+            ));
+        }
+    };
+    let groups = if sg {
+        [p.kv_heads, p.n_q, 1]
+    } else {
+        [p.heads, p.n_q, 1]
+    };
     let mut buffers = vec![
         (1, &q.buffer),
         (2, &k.buffer),
@@ -129,5 +153,5 @@ pub fn attention(
             key.flag("MASK_LEAD_TIME")
         }
     };
-    rec.dispatch(&key, &p, &buffers, [p.heads, p.n_q, 1])
+    rec.dispatch(&key, &p, &buffers, groups)
 }

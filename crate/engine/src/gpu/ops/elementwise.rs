@@ -83,7 +83,8 @@ pub fn gelu(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> Result<()> {
 }
 
 /// dst[dst_offset..][..n] = src[src_offset..][..n], in elements; a dispatch, so it stays inside the
-/// step's compute pass.
+/// step's compute pass. An f16 `dst` (Tensor::zeros_f16, the f16 KV cache) is written rounded to
+/// f16, with `dst_offset` and `n` even.
 pub fn copy(
     rec: &mut Recorder,
     src: &Tensor,
@@ -101,20 +102,31 @@ pub fn copy(
             ),
         ));
     }
-    let key = PipelineKey::new(ShaderFamily::Elementwise, "copy")
-        .flag("COPY")
-        .value("WG", WG);
+    let f16 = dst.is_f16();
+    if f16 && (!dst_offset.is_multiple_of(2) || !n.is_multiple_of(2)) {
+        return Err(Error::shape(
+            "copy",
+            format!("into an f16 tensor the offset ({dst_offset}) and count ({n}) must be even"),
+        ));
+    }
+    let key = if f16 {
+        PipelineKey::new(ShaderFamily::Elementwise, "copy_f16").flag("COPY_F16")
+    } else {
+        PipelineKey::new(ShaderFamily::Elementwise, "copy").flag("COPY")
+    }
+    .value("WG", WG);
     let p = Params {
         n: u32_of("copy", n)?,
         src_offset: u32_of("copy", src_offset)?,
         dst_offset: u32_of("copy", dst_offset)?,
         _pad: 0,
     };
+    let threads = if f16 { p.n / 2 } else { p.n };
     rec.dispatch(
         &key,
         &p,
         &[(1, &src.buffer), (2, &dst.buffer)],
-        groups(rec, p.n),
+        groups(rec, threads),
     )
 }
 

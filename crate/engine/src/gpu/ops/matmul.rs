@@ -22,6 +22,27 @@ const VEC_WG: u32 = 64;
 const NARROW_K: usize = 128;
 const VEC_ROWS: u32 = 4;
 const MAT_TILE: u32 = 64;
+/// matmul_rows: invocations per workgroup; each holds R weight rows for TM tokens.
+const ROWS_WG: u32 = 64;
+
+/// (R, TM) of the matmul_rows variant for `m` tokens over `n` rows: enough workgroups to keep
+/// every core busy in decode, a register tile that pays for its loads in prefill.
+fn rows_tile(m: usize, n: usize) -> (u32, u32) {
+    match m {
+        1 => (
+            match n {
+                n if n >= 64 * 4 * 8 => 4,
+                n if n >= 64 * 2 * 8 => 2,
+                _ => 1,
+            },
+            1,
+        ),
+        2 => (2, 2),
+        3 | 4 => (2, 4),
+        5..=8 => (4, 8),
+        _ => (4, 16),
+    }
+}
 
 /// The define selecting a bias's loader (biases are never quantized).
 fn bias_define(b: &Weight) -> Result<&'static str> {
@@ -45,6 +66,20 @@ pub fn linear(
     w: &Weight,
     bias: Option<&Weight>,
     y: &Tensor,
+) -> Result<()> {
+    let rows_kernels = rec.gpu.tuning.matmul_rows;
+    linear_variant(rec, x, w, bias, y, rows_kernels)
+}
+
+/// [`linear`] with the variant family given: `rows_kernels` picks matmul_rows where the shape
+/// allows (the adapter must support it), otherwise the portable GEMV / GEMM.
+pub(crate) fn linear_variant(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Weight,
+    bias: Option<&Weight>,
+    y: &Tensor,
+    rows_kernels: bool,
 ) -> Result<()> {
     let [n, k] = w.shape[..] else {
         return Err(Error::shape(
@@ -81,8 +116,26 @@ pub fn linear(
             col0: u32_of("linear", part.rows.start)?,
             _pad: [0; 3],
         };
-        // GEMV for one token, tiled GEMM for more.
-        let (key, groups) = if m == 1 && k <= NARROW_K {
+        // CPU adapters with subgroups: matmul_rows; elsewhere GEMV for one token, tiled GEMM for more.
+        let (key, groups) = if rows_kernels && k.is_multiple_of(32) {
+            let (r, tm) = rows_tile(m, rows);
+            let key = PipelineKey::new(ShaderFamily::MatmulRows, "matmul_rows")
+                .value("WG", ROWS_WG)
+                .value("R", r)
+                .value("TM", tm)
+                .value("NW", 1);
+            (
+                key,
+                [params.n.div_ceil(ROWS_WG * r), params.m.div_ceil(tm), 1],
+            )
+        } else if m == 1 && k > NARROW_K && k.is_multiple_of(32) {
+            let key = PipelineKey::new(ShaderFamily::MatmulRows, "matmul_splitk")
+                .flag("SPLITK")
+                .value("WG", VEC_WG)
+                .value("R", VEC_ROWS)
+                .value("NW", 1);
+            (key, grid(params.n.div_ceil(VEC_ROWS), max))
+        } else if m == 1 && k <= NARROW_K {
             let key =
                 PipelineKey::new(ShaderFamily::Matmul, "matmul_vec_narrow").flag("VEC_NARROW");
             (
@@ -107,6 +160,87 @@ pub fn linear(
         if let Some(s) = &part.scales {
             buffers.push((5, s));
         }
+        rec.dispatch(&key, &params, &buffers, groups)?;
+    }
+    Ok(())
+}
+
+/// out (m, n) = silu(x gate^T) * (x up^T): the first half of a SiLU-gated MLP, gate and up (n, k)
+/// of one format. Where matmul_rows runs it is one fused pass over x (GATE_UP: each lane holds
+/// gate and up rows, x is spread once for both); elsewhere two linears into `gate_out` / `up_out`
+/// (m, n) and silu_mul.
+pub fn gate_up_silu(
+    rec: &mut Recorder,
+    x: &Tensor,
+    gate: &Weight,
+    up: &Weight,
+    out: &Tensor,
+    gate_out: &Tensor,
+    up_out: &Tensor,
+) -> Result<()> {
+    let same = gate.shape == up.shape
+        && gate.format == up.format
+        && gate
+            .parts
+            .iter()
+            .map(|p| &p.rows)
+            .eq(up.parts.iter().map(|p| &p.rows));
+    let [n, k] = gate.shape[..] else {
+        return Err(Error::shape(
+            "gate_up_silu",
+            format!(
+                "{} has shape {:?}, expected (out, in)",
+                gate.name, gate.shape
+            ),
+        ));
+    };
+    if !same || !rec.gpu.tuning.matmul_rows || !k.is_multiple_of(32) {
+        linear(rec, x, gate, None, gate_out)?;
+        linear(rec, x, up, None, up_out)?;
+        return super::silu_mul(rec, gate_out, up_out, out);
+    }
+    if x.shape.last() != Some(&k) {
+        return Err(Error::shape(
+            "gate_up_silu",
+            format!(
+                "x has shape {:?} but {} takes {k} inputs",
+                x.shape, gate.name
+            ),
+        ));
+    }
+    let m = x.numel() / k;
+    expect("gate_up_silu", "out", &[out.numel()], &[m * n])?;
+    for (pg, pu) in gate.parts.iter().zip(&up.parts) {
+        let rows = pg.rows.len();
+        // Two rows (gate and up) per pair: half matmul_rows' pair count for the same registers.
+        let (r, tm) = rows_tile(m, rows);
+        let r = (r / 2).max(1);
+        let params = Params {
+            m: u32_of("gate_up_silu", m)?,
+            n: u32_of("gate_up_silu", rows)?,
+            k: u32_of("gate_up_silu", k)?,
+            y_stride: u32_of("gate_up_silu", n)?,
+            col0: u32_of("gate_up_silu", pg.rows.start)?,
+            _pad: [0; 3],
+        };
+        let key = PipelineKey::new(ShaderFamily::MatmulRows, "matmul_rows")
+            .value("WG", ROWS_WG)
+            .value("R", r)
+            .value("TM", tm)
+            .value("NW", 2)
+            .flag("GATE_UP");
+        let key = with_format(key, gate.format);
+        let mut buffers = vec![
+            (1, &x.buffer),
+            (2, &pg.values),
+            (3, &out.buffer),
+            (6, &pu.values),
+        ];
+        if let (Some(sg), Some(su)) = (&pg.scales, &pu.scales) {
+            buffers.push((5, sg));
+            buffers.push((7, su));
+        }
+        let groups = [params.n.div_ceil(ROWS_WG * r), params.m.div_ceil(tm), 1];
         rec.dispatch(&key, &params, &buffers, groups)?;
     }
     Ok(())

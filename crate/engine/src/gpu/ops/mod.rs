@@ -5,7 +5,7 @@
 mod attention;
 mod elementwise;
 mod embedding;
-mod matmul;
+pub(crate) mod matmul;
 mod norm;
 mod pool;
 mod rope;
@@ -13,7 +13,7 @@ mod rope;
 pub use attention::{AttnMask, attention};
 pub use elementwise::{add_inplace, argmax, copy, gelu, silu_mul};
 pub use embedding::embedding;
-pub use matmul::linear;
+pub use matmul::{gate_up_silu, linear};
 pub use norm::{layer_norm, rms_norm};
 pub use pool::mean_rows;
 pub use rope::{rope_inplace, rope_to_cache};
@@ -25,10 +25,10 @@ use crate::gpu::shader::PipelineKey;
 /// Adds the defines that select `format`'s weight loader (shaders/weights.wgsl).
 fn with_format(key: PipelineKey, format: WeightFormat) -> PipelineKey {
     let key = key.flag(format.define());
-    if format.is_quantized() {
-        key.flag("W_QUANT")
-    } else {
-        key
+    match format {
+        WeightFormat::Q8 | WeightFormat::Q4 => key.flag("W_QUANT"),
+        WeightFormat::F16 | WeightFormat::BF16 => key.flag("W_16"),
+        WeightFormat::F32 => key,
     }
 }
 

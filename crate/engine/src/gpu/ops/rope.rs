@@ -85,8 +85,21 @@ pub fn rope_to_cache(
         ));
     }
     let p = params(n, heads, hd, start * heads * hd)?;
-    let key = PipelineKey::new(ShaderFamily::Rope, "rope").value("WG", WG);
-    let groups = [(hd as u32 / 2).div_ceil(WG), p.heads, p.n_tokens];
+    // An f16 cache (Tensor::zeros_f16) gets whole words: one invocation per two rotation pairs.
+    let (key, per) = if cache.is_f16() {
+        if hd % 4 != 0 {
+            return Err(Error::shape(
+                "rope_to_cache",
+                format!("an f16 cache needs head_dim % 4 == 0, got {hd}"),
+            ));
+        }
+        let key = PipelineKey::new(ShaderFamily::Rope, "rope_f16").flag("DST_F16");
+        (key, 4)
+    } else {
+        (PipelineKey::new(ShaderFamily::Rope, "rope"), 2)
+    };
+    let key = key.value("WG", WG);
+    let groups = [(hd as u32 / per).div_ceil(WG), p.heads, p.n_tokens];
     rec.dispatch(
         &key,
         &p,

@@ -1,0 +1,45 @@
+//! Which kernel variants an adapter gets, chosen from its properties (device type, features,
+//! subgroup sizes), never from vendor names. Measurements behind the choices:
+//! docs/performance-notes.md.
+
+/// Kernel variant choices for one adapter. Public and mutable so tests can force every variant
+/// on any adapter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// The adapter runs shaders on the CPU (lavapipe/llvmpipe, SwiftShader, WARP).
+    pub cpu: bool,
+    /// Smallest subgroup size, when the SUBGROUP feature is enabled.
+    pub subgroup: Option<u32>,
+    /// Linear layers on `matmul_rows` (lanes over weight rows, x spread by subgroupBroadcast):
+    /// CPU adapters with subgroups of a multiple of 8 lanes.
+    pub matmul_rows: bool,
+    /// Attention as one 8-lane subgroup per (query, KV head) with vec4 loads and no barriers
+    /// (`attention_sg`): CPU adapters with subgroups of a multiple of 8 lanes.
+    pub attention_sg: bool,
+}
+
+impl Tuning {
+    pub fn for_adapter(info: &wgpu::AdapterInfo, features: wgpu::Features) -> Self {
+        let cpu = info.device_type == wgpu::DeviceType::Cpu;
+        let subgroup = features
+            .contains(wgpu::Features::SUBGROUP)
+            .then_some(info.subgroup_min_size);
+        let lanes8 = cpu && subgroup.is_some_and(|s| s >= 8 && s.is_power_of_two());
+        Self {
+            cpu,
+            subgroup,
+            matmul_rows: lanes8,
+            attention_sg: lanes8,
+        }
+    }
+
+    /// The portable kernels only (what a browser without subgroups runs).
+    pub fn portable() -> Self {
+        Self {
+            cpu: false,
+            subgroup: None,
+            matmul_rows: false,
+            attention_sg: false,
+        }
+    }
+}
