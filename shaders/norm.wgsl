@@ -38,3 +38,44 @@ fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
         out[base + i] = x[base + i] * scale * load_w(i);
     }
 }
+
+#ifdef LAYER_NORM
+// LayerNorm with bias (the ECG encoder): out = (x - mean) * rsqrt(var + eps) * weight + bias,
+// biased variance as torch; two passes over the row so the variance does not cancel.
+@group(0) @binding(4) var<storage, read> bias: array<u32>;      // (n) packed, B_F32 / B_F16 / B_BF16
+
+#include bias
+
+fn row_sum(lid: u32, v: f32) -> f32 {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            partial[lid] += partial[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(WG)
+fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let base = wid.x * p.n;
+    var acc = 0.0;
+    for (var i = lid.x; i < p.n; i += WG) {
+        acc += x[base + i];
+    }
+    let mean = row_sum(lid.x, acc) / f32(p.n);
+    acc = 0.0;
+    for (var i = lid.x; i < p.n; i += WG) {
+        let d = x[base + i] - mean;
+        acc += d * d;
+    }
+    let scale = inverseSqrt(row_sum(lid.x, acc) / f32(p.n) + p.eps);
+    for (var i = lid.x; i < p.n; i += WG) {
+        out[base + i] = (x[base + i] - mean) * scale * load_w(i) + bias_at(i);
+    }
+}
+#endif

@@ -116,7 +116,7 @@ fn read_wfdb_pair(path: &Path, bytes: Vec<u8>) -> anyhow::Result<Ecg> {
 }
 
 /// The file name on the first signal line (the line after the record line).
-fn dat_file_name(header: &[u8]) -> Option<String> {
+pub(crate) fn dat_file_name(header: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(header).ok()?;
     let mut lines = text
         .lines()

@@ -41,9 +41,14 @@ pub struct Args {
     /// OUT-0.png, OUT-1.png, ...).
     #[arg(long, value_name = "OUT.png")]
     annotate: Option<PathBuf>,
-    /// ECG file (repeatable; placed after the text).
+    /// 12-lead ECG (repeatable; placed after the text, one token each): WFDB (.hea or .dat, the
+    /// other file beside it), .csv (needs --ecg-rate), DICOM waveform (.dcm) or HL7 aECG (.xml).
+    /// Needs a QoQ-Med-Omni checkpoint.
     #[arg(long)]
     ecg: Vec<PathBuf>,
+    /// Sampling rate in Hz of CSV ECGs (they carry none).
+    #[arg(long = "ecg-rate")]
+    ecg_rate: Option<f64>,
     /// System prompt (default: the chat template's).
     #[arg(long)]
     system: Option<String>,
@@ -102,6 +107,38 @@ fn input_file(path: &Path, what: &str) -> anyhow::Result<InputFile> {
     Ok(InputFile { name, bytes })
 }
 
+/// An ECG as the files that make it: a WFDB record given by either file is its `.hea` plus the
+/// `.dat` the header names (same folder); any other format is the one file.
+fn ecg_input(path: &Path) -> anyhow::Result<EcgInput> {
+    let file = input_file(path, "ECG file")?;
+    if qoqmed_ecg::detect(&file.name, &file.bytes) != Some(qoqmed_ecg::EcgFormat::Wfdb) {
+        return Ok(EcgInput { files: vec![file] });
+    }
+    let is_header = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("hea"));
+    let header = if is_header {
+        file
+    } else {
+        input_file(&path.with_extension("hea"), "WFDB header")?
+    };
+    let dat_name = crate::ecg_plot::dat_file_name(&header.bytes)
+        .with_context(|| format!("{}: no signal line names a .dat file", header.name))?;
+    if dat_name.contains(['/', '\\']) || dat_name == ".." {
+        bail!(
+            "{}: the .dat name {dat_name:?} points outside the record's folder",
+            header.name
+        );
+    }
+    let dat = input_file(
+        &path.parent().unwrap_or(Path::new(".")).join(&dat_name),
+        "WFDB signal file",
+    )?;
+    Ok(EcgInput {
+        files: vec![header, dat],
+    })
+}
+
 pub fn run_cmd(args: Args) -> anyhow::Result<()> {
     if args.annotate.is_some() && args.image.is_empty() {
         bail!("--annotate needs an image: pass --image FILE");
@@ -114,11 +151,7 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
     let ecgs = args
         .ecg
         .iter()
-        .map(|p| {
-            Ok(EcgInput {
-                files: vec![input_file(p, "ECG file")?],
-            })
-        })
+        .map(|p| ecg_input(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let request = Request {
         images,
@@ -129,6 +162,7 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
         frames: args.frames,
         window: args.window.as_deref().map(parse_window).transpose()?,
         ecgs,
+        ecg_rate_hz: args.ecg_rate,
         prompt: args.prompt,
         system: args.system,
         instruction: args.instruction,

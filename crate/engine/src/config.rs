@@ -15,6 +15,9 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+mod ecg;
+pub use ecg::{EcgConfig, defaults as ecg_defaults};
+
 /// Values transformers' `Qwen2_5_VLConfig` / `Qwen2_5_VLTextConfig` / `Qwen2_5_VLVisionConfig` use
 /// when a key is absent from config.json (transformers 5.x). Only used for absent keys.
 pub mod defaults {
@@ -108,6 +111,9 @@ pub struct ModelConfig {
     pub vision_end_token_id: u32,
     /// `<|time_series_pad|>` of QoQ-Med-Omni; None when config.json does not name it.
     pub time_series_token_id: Option<u32>,
+    /// The ECG encoder's sizes (`time_series_config`, ECG-JEPA's defaults for absent keys). Whether
+    /// the branch exists is the checkpoint's business (`time_series_embedding.*` tensors).
+    pub ecg: EcgConfig,
     pub eos_token_ids: Vec<u32>,
     pub architectures: Vec<String>,
 }
@@ -187,6 +193,7 @@ struct RawConfig {
     vision_start_token_id: Option<u32>,
     vision_end_token_id: Option<u32>,
     time_series_token_id: Option<u32>,
+    time_series_config: Option<ecg::RawEcg>,
     architectures: Option<Vec<String>>,
 }
 
@@ -456,6 +463,7 @@ impl ModelConfig {
                 .vision_end_token_id
                 .unwrap_or(defaults::VISION_END_TOKEN_ID),
             time_series_token_id: raw.time_series_token_id,
+            ecg: EcgConfig::from_raw(raw.time_series_config.as_ref())?,
             eos_token_ids,
             architectures: raw.architectures.unwrap_or_default(),
         };

@@ -101,6 +101,22 @@ pub async fn generate(
     opts: &GenerateOptions,
     on_token: &mut dyn FnMut(u32) -> bool,
 ) -> Result<Generation> {
+    let first = Recorder::new(gpu);
+    generate_after(first, model, prompt, positions, rope_delta, opts, on_token).await
+}
+
+/// [`generate`] with `first` (work already recorded, e.g. the ECG encoder whose output
+/// `opts.inject` reads) submitted in the same command buffer as the first prefill chunk.
+pub async fn generate_after(
+    first: Recorder<'_>,
+    model: &TextModel,
+    prompt: &[u32],
+    positions: &[Position],
+    rope_delta: i64,
+    opts: &GenerateOptions,
+    on_token: &mut dyn FnMut(u32) -> bool,
+) -> Result<Generation> {
+    let gpu = first.gpu;
     opts.sampling.validate()?;
     if prompt.is_empty() {
         return Err(Error::Input("the prompt is empty".into()));
@@ -139,7 +155,8 @@ pub async fn generate(
         rope_delta,
         opts,
         session: &mut session,
-        rec: Recorder::cached(gpu),
+        // The first prefill chunk is recorded after `first`'s work, into its command buffer.
+        rec: first.with_cache(),
         sampler: Sampler::new(opts.sampling),
         prompt,
     };

@@ -1,13 +1,14 @@
-//! The same engine in a browser: a kernel, the real tokenizer and the tiny model's greedy decode
-//! through WebGPU (headless Chromium's SwiftShader adapter in CI), on the code path natives use.
+//! The same engine in a browser: a kernel, the real tokenizer, the tiny model's greedy decode, one
+//! image through the vision tower and the tiny QoQ-Med-Omni's ECG prompt, through WebGPU (headless
+//! Chromium's SwiftShader adapter in CI), on the code path natives use.
 //! Run by tools/test.sh with wasm-bindgen-test-runner; see crate/engine/webdriver.json.
 #![cfg(target_arch = "wasm32")]
 
 use qoqmed_engine::chat::Tokenizer;
 use qoqmed_engine::config::ModelConfig;
-use qoqmed_engine::generate::{GenerateOptions, generate};
+use qoqmed_engine::generate::{GenerateOptions, generate, generate_after};
 use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, Weight, WeightFormat, ops};
-use qoqmed_engine::model::{Injection, TextModel, VisionModel, rope};
+use qoqmed_engine::model::{EcgEncoder, Injection, TextModel, VisionModel, rope};
 use qoqmed_engine::quant;
 use qoqmed_engine::sampler::SamplingParams;
 use qoqmed_engine::weights::{ByteSource, MemorySource, WeightStore};
@@ -334,5 +335,61 @@ async fn tiny_model_image_greedy_ids_match_transformers_on_webgpu() {
     })
     .await
     .unwrap();
+    assert_eq!(out.token_ids, want);
+}
+
+/// QoQ-Med-Omni's ECG branch in the browser: the tiny Omni checkpoint, pydicom's ECG (its
+/// reference model input), the encoder recorded into the first prefill submission, the token
+/// injected at `<|time_series_pad|>`: PyTorch's greedy ids.
+#[wasm_bindgen_test]
+async fn ecg_prompt_greedy_ids_match_pytorch_on_webgpu() {
+    let gpu = gpu().await;
+    let config = ModelConfig::from_json(include_bytes!(
+        "../../../tests/fixtures/models/tiny-omni/config.json"
+    ))
+    .unwrap();
+    let weights = include_bytes!("../../../tests/fixtures/models/tiny-omni/model.safetensors");
+    let sources: Vec<Box<dyn ByteSource>> = vec![Box::new(MemorySource::new(
+        "model.safetensors",
+        weights.to_vec(),
+    ))];
+    let store = WeightStore::open(sources).await.unwrap();
+    let text = TextModel::load(&gpu, &store, &config.text).await.unwrap();
+    let encoder = EcgEncoder::load(&gpu, &store, &config.ecg, config.text.hidden_size)
+        .await
+        .unwrap();
+
+    let golden = include_bytes!("../../../tests/fixtures/goldens/tiny-omni/ecg.safetensors");
+    let st = SafeTensors::deserialize(golden).unwrap();
+    let ids = |name: &str| -> Vec<u32> {
+        let t = st.tensor(name).unwrap();
+        bytemuck::pod_collect_to_vec::<u8, i64>(t.data())
+            .into_iter()
+            .map(|v| v as u32)
+            .collect()
+    };
+    let prompt = ids("input_ids");
+    let want = ids("greedy.generated_ids");
+    let input: Vec<f32> = bytemuck::pod_collect_to_vec(st.tensor("ecg.input").unwrap().data());
+
+    let mut first = Recorder::new(&gpu);
+    let x = Tensor::from_f32(&gpu, &input, &[1, 8, 2500], "ecg").unwrap();
+    let tokens = encoder.forward(&mut first, &x, None).unwrap();
+    let ts = config.time_series_token_id.unwrap();
+    let opts = GenerateOptions {
+        max_new_tokens: want.len(),
+        sampling: SamplingParams {
+            temperature: 0.0,
+            repetition_penalty: 1.0,
+            ..SamplingParams::default()
+        },
+        max_context: prompt.len() + want.len() + 1,
+        inject: vec![Injection::at_token(&prompt, ts, tokens).unwrap()],
+        ..GenerateOptions::default()
+    };
+    let positions = rope::text_positions(0, prompt.len(), 0);
+    let out = generate_after(first, &text, &prompt, &positions, 0, &opts, &mut |_| true)
+        .await
+        .unwrap();
     assert_eq!(out.token_ids, want);
 }

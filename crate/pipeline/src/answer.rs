@@ -39,4 +39,7 @@ pub struct Timings {
     pub time_to_first_token_s: f64,
     /// The vision tower on the request's images (pixel upload and GPU time; 0 without images).
     pub vision_s: f64,
+    /// Reading and preprocessing the ECG records (0 without ECGs). Their encoder runs on the GPU
+    /// in the first prefill submission, so its time is part of `time_to_first_token_s`.
+    pub ecg_s: f64,
 }

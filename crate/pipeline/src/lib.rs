@@ -7,6 +7,7 @@
 //! natively, the browser's event loop on the web) and where the bytes come from.
 
 mod answer;
+mod ecg;
 mod error;
 mod images;
 mod model;
@@ -14,6 +15,7 @@ mod request;
 mod run;
 
 pub use answer::{Answer, Timings};
+pub use ecg::MAX_ECGS;
 pub use error::{Error, Result};
 pub use images::{ImageFrame, annotate, place_boxes};
 pub use model::{LoadOptions, Model};

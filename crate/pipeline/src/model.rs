@@ -6,7 +6,7 @@ use qoqmed_engine::chat::{ChatTemplate, Tokenizer};
 use qoqmed_engine::config::{GenerationConfig, ModelConfig};
 use qoqmed_engine::gpu::Gpu;
 use qoqmed_engine::model::memory::{RunShape, check_text_model};
-use qoqmed_engine::model::{TextModel, VisionModel};
+use qoqmed_engine::model::{EcgEncoder, TextModel, VisionModel};
 use qoqmed_engine::weights::{ModelFiles, ProgressFn, WeightStore};
 use qoqmed_imaging::ProcessorConfig;
 use web_time::Instant;
@@ -24,6 +24,8 @@ pub struct Model {
     pub text: TextModel,
     /// The vision tower; None for a checkpoint without one (no vision_config or no visual.*).
     pub vision: Option<VisionModel>,
+    /// QoQ-Med-Omni's ECG branch, when the checkpoint has `time_series_embedding.*`.
+    pub ecg: Option<EcgEncoder>,
     /// Seconds spent in [`Model::load`].
     pub load_s: f64,
 }
@@ -83,6 +85,11 @@ impl Model {
             }
             _ => None,
         };
+        let ecg = if EcgEncoder::present(&store) {
+            Some(EcgEncoder::load(&gpu, &store, &config.ecg, config.text.hidden_size).await?)
+        } else {
+            None
+        };
         Ok(Model {
             gpu,
             config,
@@ -92,6 +99,7 @@ impl Model {
             processor,
             text,
             vision,
+            ecg,
             load_s: t0.elapsed().as_secs_f64(),
         })
     }

@@ -1,7 +1,8 @@
 //! One request through the model: prompt, encoders, prefill, streamed decode, parsed answer.
 
 use qoqmed_engine::chat::{Message, user_message, user_text};
-use qoqmed_engine::generate::{GenerateOptions, generate};
+use qoqmed_engine::generate::{GenerateOptions, generate_after};
+use qoqmed_engine::gpu::Recorder;
 use qoqmed_engine::model::{Injection, rope};
 use web_time::Instant;
 
@@ -42,13 +43,13 @@ pub async fn run(
     on_event: &mut dyn FnMut(Event) -> bool,
 ) -> Result<Answer> {
     let t0 = Instant::now();
-    if !req.ecgs.is_empty() {
-        return Err(Error::Request(
-            "ECGs are not supported yet: the ECG encoder is not wired into the request path \
-             (`qoqmed preprocess` already prepares ECGs)"
-                .into(),
-        ));
-    }
+    let t_ecg = Instant::now();
+    let ecg_inputs = crate::ecg::model_inputs(model, req)?;
+    let ecg_s = if ecg_inputs.is_some() {
+        t_ecg.elapsed().as_secs_f64()
+    } else {
+        0.0
+    };
 
     let mut messages = Vec::new();
     if let Some(system) = &req.system {
@@ -59,7 +60,7 @@ pub async fn run(
     messages.push(user_message(
         image_tokens,
         &user_text(&req.prompt, req.instruction),
-        0,
+        req.ecgs.len(),
     ));
     let rendered = model.template.render(&messages, true)?;
     let prompt = model.tokenizer.encode(&rendered)?;
@@ -105,6 +106,14 @@ pub async fn run(
         sampling.repetition_penalty = r;
     }
     let eos = model.eos_token_ids().to_vec();
+    // Encoders are recorded into the first prefill command buffer: one submit with the prompt.
+    let mut first = Recorder::new(&model.gpu);
+    inject.extend(crate::ecg::record(
+        model,
+        &mut first,
+        ecg_inputs.as_deref(),
+        &prompt,
+    )?);
     let opts = GenerateOptions {
         max_new_tokens: req.max_new_tokens,
         sampling,
@@ -120,8 +129,8 @@ pub async fn run(
     let mut stream = model.tokenizer.stream(true);
     let mut first_token_s = None;
     let mut keep_going = on_event(Event::Phase(Phase::Prefill));
-    let out = generate(
-        &model.gpu,
+    let out = generate_after(
+        first,
         &model.text,
         &prompt,
         &positions,
@@ -171,6 +180,7 @@ pub async fn run(
             decode_tokens_per_s,
             time_to_first_token_s: first_token_s.unwrap_or_default(),
             vision_s,
+            ecg_s,
         },
         adapter: model.gpu.adapter.to_string(),
         images: frames,

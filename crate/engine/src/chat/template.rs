@@ -184,16 +184,48 @@ impl ChatTemplate {
 
     /// The template's output for `messages`, one `<|image_pad|>` per image, as transformers'
     /// `apply_chat_template` returns it before the processor expands the image placeholders.
+    /// An ECG goes to the template as `{"type": "time-series"}` (QoQ-Med-Omni's processor renders
+    /// it as `<|time_series_pad|>`); a template without that branch drops the item, and then the
+    /// token is written as text where the ECG is. Either way the output of a conversation with
+    /// ECGs must hold exactly one `<|time_series_pad|>` per ECG.
     pub fn render_template(
         &self,
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<String> {
+        let ecgs = messages
+            .iter()
+            .flat_map(|m| &m.content)
+            .filter(|c| matches!(c, Content::Ecg))
+            .count();
+        let pad = tokens::TIME_SERIES_PAD;
+        let mut text = self.render_as(messages, add_generation_prompt, EcgForm::Item)?;
+        if ecgs > 0 && !text.contains(pad) {
+            text = self.render_as(messages, add_generation_prompt, EcgForm::Text)?;
+        }
+        let found = text.matches(pad).count();
+        if ecgs > 0 && found != ecgs {
+            return Err(Error::Template(format!(
+                "the chat template wrote {found} {pad} for {ecgs} ECG(s): the template takes fewer \
+                 ECGs per prompt than were given (ask about one ECG at a time), or the question \
+                 itself contains {pad}"
+            )));
+        }
+        Ok(text)
+    }
+
+    fn render_as(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        ecg: EcgForm,
+    ) -> Result<String> {
         let template = self
             .env
             .get_template("chat_template")
             .map_err(|e| Error::Template(e.to_string()))?;
-        let messages: Vec<serde_json::Value> = messages.iter().map(message_json).collect();
+        let messages: Vec<serde_json::Value> =
+            messages.iter().map(|m| message_json(m, ecg)).collect();
         let mut context: serde_json::Map<String, serde_json::Value> = self
             .special_tokens
             .iter()
@@ -223,14 +255,23 @@ impl ChatTemplate {
     }
 }
 
+/// How an ECG reaches the template.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EcgForm {
+    /// `{"type": "time-series"}`, the item QoQ-Med-Omni's template renders.
+    Item,
+    /// Its `<|time_series_pad|>` token written as text, for templates without that branch.
+    Text,
+}
+
 /// One message as the template sees it: text-only content becomes one string (what text
-/// templates expect), otherwise a list of `{"type": "image"}` / `{"type": "text", "text": ...}`.
-/// An ECG is its `<|time_series_pad|>` token written as text.
-fn message_json(message: &Message) -> serde_json::Value {
+/// templates expect), otherwise a list of `{"type": "image"}` / `{"type": "time-series"}` /
+/// `{"type": "text", "text": ...}`.
+fn message_json(message: &Message, ecg: EcgForm) -> serde_json::Value {
     let text_of = |c: &Content| match c {
         Content::Text(t) => Some(t.clone()),
-        Content::Ecg => Some(tokens::TIME_SERIES_PAD.to_string()),
-        Content::Image { .. } => None,
+        Content::Ecg if ecg == EcgForm::Text => Some(tokens::TIME_SERIES_PAD.to_string()),
+        Content::Ecg | Content::Image { .. } => None,
     };
     let content = if message.content.iter().all(|c| text_of(c).is_some()) {
         serde_json::Value::String(message.content.iter().filter_map(text_of).collect())
@@ -238,9 +279,10 @@ fn message_json(message: &Message) -> serde_json::Value {
         message
             .content
             .iter()
-            .map(|c| match text_of(c) {
-                Some(text) => serde_json::json!({"type": "text", "text": text}),
-                None => serde_json::json!({"type": "image"}),
+            .map(|c| match (c, text_of(c)) {
+                (_, Some(text)) => serde_json::json!({"type": "text", "text": text}),
+                (Content::Ecg, None) => serde_json::json!({"type": "time-series"}),
+                _ => serde_json::json!({"type": "image"}),
             })
             .collect()
     };

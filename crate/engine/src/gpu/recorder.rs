@@ -96,6 +96,12 @@ impl<'g> Recorder<'g> {
         }
     }
 
+    /// This recorder (with what it already holds) turned into a [`cached`](Self::cached) one.
+    pub fn with_cache(mut self) -> Self {
+        self.cache.get_or_insert_with(BindCache::default);
+        self
+    }
+
     /// The bind-group cache of a [`cached`](Self::cached) recorder.
     pub fn cache(&self) -> Option<&BindCache> {
         self.cache.as_ref()

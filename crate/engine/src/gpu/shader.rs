@@ -25,6 +25,7 @@ pub enum ShaderFamily {
     Sample,
     Copy,
     Vision,
+    Pool,
 }
 
 impl ShaderFamily {
@@ -41,6 +42,7 @@ impl ShaderFamily {
             Self::Sample => include_str!("../../../../shaders/sample.wgsl"),
             Self::Copy => include_str!("../../../../shaders/copy.wgsl"),
             Self::Vision => include_str!("../../../../shaders/vision.wgsl"),
+            Self::Pool => include_str!("../../../../shaders/pool.wgsl"),
         }
     }
 }

@@ -3,11 +3,13 @@
 //! into the prompt.
 
 pub mod memory;
+pub mod ecg;
 pub mod inject;
 pub mod rope;
 pub mod text;
 pub mod vision;
 
+pub use ecg::EcgEncoder;
 pub use inject::Injection;
 pub use text::{Logits, Session, TextModel};
 pub use vision::{VisionLayout, VisionModel};

@@ -7,6 +7,7 @@ mod elementwise;
 mod embedding;
 pub(crate) mod matmul;
 mod norm;
+mod pool;
 mod rope;
 pub mod sample;
 mod vision;
@@ -15,7 +16,8 @@ pub use attention::{AttnMask, attention};
 pub use elementwise::{add_inplace, argmax, copy, gelu, silu_mul};
 pub use embedding::embedding;
 pub use matmul::{gate_up_silu, linear};
-pub use norm::rms_norm;
+pub use norm::{layer_norm, rms_norm};
+pub use pool::mean_rows;
 pub use rope::{rope_inplace, rope_to_cache};
 pub use vision::{KEEP_ROW, gather_rows, qkv_rope, u32_buffer};
 
