@@ -200,14 +200,21 @@ fn matmul_rows(
 // The portable decode GEMV (one token) for rows of whole groups, every adapter: R rows per
 // workgroup, the row's 32-value groups split over the WG invocations (neighbouring invocations
 // read neighbouring 16-byte words), each group decoded by the same loaders as above, partial sums
-// reduced through workgroup memory (browsers have no subgroups).
-var<workgroup> red: array<f32, WG * R>;
+// reduced through workgroup memory (browsers have no subgroups). SG_REDUCE (GPUs with subgroups):
+// each subgroup first sums its lanes with subgroupAdd, so one barrier and one value per subgroup
+// replace the log2(WG)-step tree.
+var<workgroup> red: array<f32, WG * R>;  // (R, WG) partial sums; SG_REDUCE: (R, subgroups)
 
 @compute @workgroup_size(WG)
 fn matmul_splitk(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
+#ifdef SG_REDUCE
+    @builtin(subgroup_invocation_id) sl: u32,
+    @builtin(subgroup_id) sg: u32,
+    @builtin(num_subgroups) nsg: u32,
+#endif
 ) {
     let groups = p.k / 32u;
     let n0 = (wid.x + wid.y * nwg.x) * R;
@@ -226,6 +233,25 @@ fn matmul_splitk(
             + dot(w${r}[6], xv[6]) + dot(w${r}[7], xv[7]);
 #end
     }
+#ifdef SG_REDUCE
+#for r in R
+    let sum${r} = subgroupAdd(acc${r});
+#end
+    if (sl == 0u) {
+#for r in R
+        red[${r}u * WG + sg] = sum${r};
+#end
+    }
+    workgroupBarrier();
+    if (li < R && n0 + li < p.n) {
+        var total = 0.0;
+        for (var i = 0u; i < nsg; i++) {
+            total += red[li * WG + i];
+        }
+        let col = p.col0 + n0 + li;
+        y[col] = total + bias_at(col);
+    }
+#else
 #for r in R
     red[${r}u * WG + li] = acc${r};
 #end
@@ -242,5 +268,6 @@ fn matmul_splitk(
         let col = p.col0 + n0 + li;
         y[col] = red[li * WG] + bias_at(col);
     }
+#endif
 }
 #endif

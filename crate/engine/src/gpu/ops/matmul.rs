@@ -22,6 +22,9 @@ const VEC_WG: u32 = 64;
 const NARROW_K: usize = 128;
 const VEC_ROWS: u32 = 4;
 const MAT_TILE: u32 = 64;
+/// matmul_tiled: tokens and weight rows per invocation (the workgroup is 16 x 16).
+const TILED_TM: u32 = 4;
+const TILED_TN: u32 = 4;
 /// matmul_rows: invocations per workgroup; each holds R weight rows for TM tokens.
 const ROWS_WG: u32 = 64;
 
@@ -134,6 +137,9 @@ pub(crate) fn linear_variant(
                 .value("WG", VEC_WG)
                 .value("R", VEC_ROWS)
                 .value("NW", 1);
+            let sg =
+                rec.gpu.tuning.gemv_subgroup && rec.gpu.features.contains(wgpu::Features::SUBGROUP);
+            let key = if sg { key.flag("SG_REDUCE") } else { key };
             (key, grid(params.n.div_ceil(VEC_ROWS), max))
         } else if m == 1 && k <= NARROW_K {
             let key =
@@ -146,6 +152,20 @@ pub(crate) fn linear_variant(
             let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_vec").flag("VEC");
             let key = key.value("WG", VEC_WG).value("ROWS", VEC_ROWS);
             (key, grid(params.n.div_ceil(VEC_ROWS), max))
+        } else if k.is_multiple_of(4) {
+            let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_tiled")
+                .flag("TILED")
+                .value("TM", TILED_TM)
+                .value("TN", TILED_TN);
+            let f16 =
+                rec.gpu.tuning.gemm_f16 && rec.gpu.features.contains(wgpu::Features::SHADER_F16);
+            let key = if f16 { key.flag("F16_MATH") } else { key };
+            let groups = [
+                params.n.div_ceil(16 * TILED_TN),
+                params.m.div_ceil(16 * TILED_TM),
+                1,
+            ];
+            (key, groups)
         } else {
             let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_mat").flag("MAT");
             let groups = [params.n.div_ceil(MAT_TILE), params.m.div_ceil(MAT_TILE), 1];

@@ -1,0 +1,169 @@
+//! The portable kernel tier (browsers, GPUs) forced on whatever adapter runs the tests (lavapipe in
+//! CI), with the variants a GPU gets from its properties forced too: the tiled prefill GEMM
+//! (every format, dequantised on load, split weights, odd shapes), the decode GEMV reduced through
+//! subgroups, and the GEMM with f16 tiles and products (checked against a rounding bound). Outputs
+//! start as NaN and sit before guard values. Attention's tiled and split variants: kernels.rs.
+
+mod common_gpu;
+
+use common_gpu::{
+    DTYPES, FORMATS, Rng, assert_close, gpu, guarded, read_guarded, weight, weight_split,
+};
+use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, Tuning, WeightFormat, ops};
+
+/// The portable kernels, and the portable kernels with the subgroup-reduced GEMV a GPU with
+/// subgroups gets (this adapter must offer subgroups: lavapipe does).
+fn portable_variants() -> Vec<(Gpu, &'static str)> {
+    let mut plain = gpu();
+    plain.tuning = Tuning::portable();
+    let mut sg = gpu();
+    assert!(
+        sg.features.contains(wgpu::Features::SUBGROUP),
+        "the subgroup GEMV test needs an adapter with subgroups ({})",
+        sg.adapter
+    );
+    let native = sg.tuning.subgroup;
+    sg.tuning = Tuning::portable();
+    sg.tuning.subgroup = native;
+    sg.tuning.gemv_subgroup = true;
+    vec![(plain, "portable"), (sg, "portable + subgroup GEMV")]
+}
+
+fn cpu_linear(x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<f32> {
+    let mut y = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0f64;
+            for t in 0..k {
+                acc += x[i * k + t] as f64 * w[j * k + t] as f64;
+            }
+            y[i * n + j] = (acc + b.map_or(0.0, |b| b[j] as f64)) as f32;
+        }
+    }
+    y
+}
+
+/// (m, n, k) for 16/32-bit weights: GEMM with k % 4 == 0 (tiled: k tails short of 16, more than
+/// one 64 x 64 output tile each way, partial tiles) and k % 4 != 0 (the value-by-value GEMM).
+const SHAPES_16: [(usize, usize, usize); 7] = [
+    (2, 7, 4),
+    (5, 33, 36),
+    (70, 131, 100),
+    (65, 17, 20),
+    (130, 64, 64),
+    (3, 9, 18),
+    (1, 77, 288),
+];
+/// (m, n, k) for Q8/Q4 (k % 32 == 0): GEMM tiles as above; decode GEMVs (split-K) with one and
+/// several groups per invocation.
+const SHAPES_Q: [(usize, usize, usize); 8] = [
+    (2, 7, 32),
+    (70, 131, 96),
+    (65, 67, 160),
+    (3, 1100, 32),
+    (129, 40, 64),
+    (1, 131, 160),
+    (1, 5, 320),
+    (1, 70, 4096),
+];
+
+fn shapes(format: WeightFormat) -> &'static [(usize, usize, usize)] {
+    if format.is_quantized() {
+        &SHAPES_Q
+    } else {
+        &SHAPES_16
+    }
+}
+
+#[test]
+fn tiled_gemm_and_subgroup_gemv_match_cpu() {
+    let mut rng = Rng::new(21);
+    for (gpu, variant) in portable_variants() {
+        for format in FORMATS {
+            for (s, &(m, n, k)) in shapes(format).iter().enumerate() {
+                // Every third shape over a weight split into parts (as real vocabularies are).
+                let limit = (s % 3 == 2 && n > 16).then_some((n * format.row_bytes(k) / 3) as u64);
+                let x = rng.vec(m * k, 1.0);
+                let (wv, w) = weight_split(&gpu, &mut rng, "w", &[n, k], format, 0.5, limit);
+                let bias_format = DTYPES[rng.below(3) as usize];
+                let (bv, b) = weight(&gpu, &mut rng, "b", &[n], bias_format, 0.5);
+                let xt = Tensor::from_f32(&gpu, &x, &[m, k], "x").unwrap();
+                for with_bias in [false, true] {
+                    let y = guarded(&gpu, &[m, n]);
+                    let mut rec = Recorder::new(&gpu);
+                    ops::linear(&mut rec, &xt, &w, with_bias.then_some(&b), &y).unwrap();
+                    rec.submit().unwrap();
+                    let want = cpu_linear(&x, &wv, with_bias.then_some(&bv[..]), m, n, k);
+                    assert_close(
+                        &format!(
+                            "{variant}: linear {format} m{m} n{n} k{k} parts {} bias {}",
+                            w.parts.len(),
+                            if with_bias {
+                                bias_format.as_str()
+                            } else {
+                                "none"
+                            },
+                        ),
+                        &read_guarded(&gpu, &y),
+                        &want,
+                        2e-5,
+                        1e-5,
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn f16_round(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+}
+
+/// The f16-math GEMM rounds x and W to f16 and sums each 4-term product in f16 (then in f32). With
+/// u = 2^-11 (f16's unit roundoff), the products and the three f16 additions of one 4-term dot
+/// are off by at most ~4u of that dot's sum of |products|, so every output is checked against the
+/// f64 product of the rounded values within 4u * sum_t |x_t w_t| (+1e-6 for the f32 sums).
+#[test]
+fn f16_math_gemm_within_its_rounding_bound() {
+    let mut gpu = gpu();
+    assert!(
+        gpu.features.contains(wgpu::Features::SHADER_F16),
+        "the f16 GEMM test needs an adapter with shader-f16 ({})",
+        gpu.adapter
+    );
+    gpu.tuning = Tuning::portable();
+    gpu.tuning.gemm_f16 = true;
+    let u = 2f64.powi(-11);
+    let mut rng = Rng::new(22);
+    for format in FORMATS {
+        for &(m, n, k) in shapes(format).iter().filter(|s| s.0 > 1 && s.2 % 4 == 0) {
+            let x = rng.vec(m * k, 2.0);
+            let (wv, w) = weight(&gpu, &mut rng, "w", &[n, k], format, 0.5);
+            let (bv, b) = weight(&gpu, &mut rng, "b", &[n], WeightFormat::F32, 0.5);
+            let xt = Tensor::from_f32(&gpu, &x, &[m, k], "x").unwrap();
+            let y = guarded(&gpu, &[m, n]);
+            let mut rec = Recorder::new(&gpu);
+            ops::linear(&mut rec, &xt, &w, Some(&b), &y).unwrap();
+            rec.submit().unwrap();
+            let got = read_guarded(&gpu, &y);
+            let (xh, wh) = (f16_round(&x), f16_round(&wv));
+            let want = cpu_linear(&xh, &wh, Some(&bv), m, n, k);
+            let mut worst = 0f64;
+            for i in 0..m {
+                for j in 0..n {
+                    let mag: f64 = (0..k)
+                        .map(|t| (xh[i * k + t] as f64 * wh[j * k + t] as f64).abs())
+                        .sum();
+                    let (g, e) = (got[i * n + j] as f64, want[i * n + j] as f64);
+                    let bound = 4.0 * u * mag + 1e-6;
+                    assert!(
+                        g.is_finite() && (g - e).abs() <= bound,
+                        "f16 GEMM {format} m{m} n{n} k{k}: y[{i},{j}] = {g}, want {e} within {bound:.3e}"
+                    );
+                    worst = worst.max((g - e).abs() / bound);
+                }
+            }
+            eprintln!("f16 GEMM {format} m{m} n{n} k{k}: worst error {worst:.2} of the bound");
+        }
+    }
+}
