@@ -237,49 +237,57 @@ fn matmul_tiled(
     let m0 = wid.y * MT;
     let n0 = wid.x * NT;
     let k4 = p.k / 4u;
-    var acc: array<array<f32, TN>, TM>;
+    // Unrolled (#for): software adapters do not unroll loops and keep loop-indexed arrays in
+    // memory; GPU compilers unroll these constant loops anyway.
+#for i in TM
+#for j in TN
+    var acc${i}_${j} = 0.0;
+#end
+#end
     for (var k0 = 0u; k0 < k4; k0 += BK4) {
-        for (var c = li; c < MT * BK4; c += 256u) {
-            let t = c / BK4;
-            let kc = k0 + c % BK4;
+        // Each invocation loads XV = TM / 4 vec4 of x and WV = TN / 4 of W (4 per tile row).
+#for c in XV
+        {
+            let t = li / BK4 + 64u * ${c}u;
+            let kc = k0 + li % BK4;
             var v = vec4<f32>(0.0);
             if (m0 + t < p.m && kc < k4) {
                 v = x[(m0 + t) * k4 + kc];
             }
-            xs[t * PAD4 + c % BK4] = tile4(v);
+            xs[t * PAD4 + li % BK4] = tile4(v);
         }
-        for (var c = li; c < NT * BK4; c += 256u) {
-            let r = c / BK4;
-            let kc = k0 + c % BK4;
+#end
+#for c in WV
+        {
+            let r = li / BK4 + 64u * ${c}u;
+            let kc = k0 + li % BK4;
             var v = vec4<f32>(0.0);
             if (n0 + r < p.n && kc < k4) {
                 v = w4(((n0 + r) * k4 + kc) * 4u);
             }
-            ws[r * PAD4 + c % BK4] = tile4(v);
+            ws[r * PAD4 + li % BK4] = tile4(v);
         }
+#end
         workgroupBarrier();
-        for (var kc = 0u; kc < BK4; kc++) {
-            var b: array<tile4, TN>;
-            for (var j = 0u; j < TN; j++) {
-                b[j] = ws[(lid.x + 16u * j) * PAD4 + kc];
-            }
-            for (var i = 0u; i < TM; i++) {
-                let a = xs[(lid.y + 16u * i) * PAD4 + kc];
-                for (var j = 0u; j < TN; j++) {
-                    acc[i][j] += f32(dot(a, b[j]));
-                }
-            }
-        }
+#for kc in 4
+#for j in TN
+        let b${kc}_${j} = ws[(lid.x + 16u * ${j}u) * PAD4 + ${kc}u];
+#end
+#for i in TM
+        let a${kc}_${i} = xs[(lid.y + 16u * ${i}u) * PAD4 + ${kc}u];
+#for j in TN
+        acc${i}_${j} += f32(dot(a${kc}_${i}, b${kc}_${j}));
+#end
+#end
+#end
         workgroupBarrier();
     }
-    for (var i = 0u; i < TM; i++) {
-        let gm = m0 + lid.y + 16u * i;
-        for (var j = 0u; j < TN; j++) {
-            let gn = n0 + lid.x + 16u * j;
-            if (gm < p.m && gn < p.n) {
-                store_y(gm, gn, acc[i][j]);
-            }
-        }
+#for i in TM
+#for j in TN
+    if (m0 + lid.y + 16u * ${i}u < p.m && n0 + lid.x + 16u * ${j}u < p.n) {
+        store_y(m0 + lid.y + 16u * ${i}u, n0 + lid.x + 16u * ${j}u, acc${i}_${j});
     }
+#end
+#end
 }
 #endif

@@ -4,7 +4,7 @@
 //! wall and CPU ms, asserts nothing.
 //!
 //! cargo run --release -p qoqmed-engine --example portable_bench -- [--only attn|gemm|gemv]
-//!     [--reps 3] [--subgroup] [--f16]
+//!     [--m 64] [--reps 3] [--subgroup] [--f16]
 //!
 //! "cpu ms" is the CPU time of all this process's threads (Linux /proc): on a software adapter it
 //! is the work done, independent of how busy the machine is; wall ms depends on the neighbours.
@@ -162,7 +162,7 @@ fn main() {
         attention(&gpu, reps);
     }
     if only.is_empty() || only == "gemm" {
-        linear(&gpu, reps, &[64]);
+        linear(&gpu, reps, &[arg(&args, "--m", 64)]);
     }
     if only.is_empty() || only == "gemv" {
         linear(&gpu, reps, &[1]);

@@ -167,3 +167,138 @@ fn f16_math_gemm_within_its_rounding_bound() {
         }
     }
 }
+
+mod tiny_model {
+    //! The tiny fixture model end to end on the portable tier, against the transformers goldens
+    //! (tools/fixtures/make_text_models.py) that parity.rs checks the adapter's own tier with.
+
+    use std::path::{Path, PathBuf};
+
+    use super::common_gpu::{assert_close, gpu};
+    use qoqmed_engine::config::ModelConfig;
+    use qoqmed_engine::generate::{GenerateOptions, generate};
+    use qoqmed_engine::gpu::{Gpu, Recorder, Tuning};
+    use qoqmed_engine::model::{Logits, Session, TextModel, rope};
+    use qoqmed_engine::sampler::SamplingParams;
+    use qoqmed_engine::weights::{ModelFiles, WeightStore};
+    use safetensors::SafeTensors;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+    }
+
+    fn golden(case: &str) -> Vec<u8> {
+        let path = fixtures().join(format!("goldens/tiny-small-vocab/{case}.safetensors"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn tensor<T: bytemuck::Pod>(bytes: &[u8], name: &str) -> Vec<T> {
+        let st = SafeTensors::deserialize(bytes).unwrap();
+        let t = st
+            .tensor(name)
+            .unwrap_or_else(|e| panic!("golden {name}: {e}"));
+        bytemuck::pod_collect_to_vec(t.data())
+    }
+
+    fn ids(bytes: &[u8], name: &str) -> Vec<u32> {
+        tensor::<i64>(bytes, name)
+            .into_iter()
+            .map(|v| v as u32)
+            .collect()
+    }
+
+    /// Prompt logits (every golden row) and greedy ids of the text-only cases, within `atol` +
+    /// `rtol` * |ref|, top-1 of every row equal; returns the largest logit error seen.
+    fn check(gpu: &Gpu, what: &str, atol: f32, rtol: f32) -> f32 {
+        let files = ModelFiles::from_dir(&fixtures().join("models/tiny-small-vocab")).unwrap();
+        let cfg = ModelConfig::from_json(&files.config).unwrap();
+        let store = pollster::block_on(WeightStore::open(files.weights)).unwrap();
+        let model = pollster::block_on(TextModel::load(gpu, &store, &cfg.text)).unwrap();
+        let vocab = model.cfg.vocab_size;
+        let mut worst = 0f32;
+        for case in ["short", "medium", "qoq"] {
+            let g = golden(case);
+            let prompt = ids(&g, "input_ids");
+            let positions = rope::text_positions(0, prompt.len(), 0);
+            let mut session = Session::new(gpu, &model.cfg, prompt.len() + 1).unwrap();
+            let mut rec = Recorder::new(gpu);
+            let logits = model
+                .forward(
+                    &mut rec,
+                    &mut session,
+                    &prompt,
+                    &positions,
+                    Logits::All,
+                    None,
+                )
+                .unwrap();
+            rec.submit().unwrap();
+            let all = pollster::block_on(logits.to_vec(gpu)).unwrap();
+            let rows: Vec<i64> = tensor(&g, "logits_row_index");
+            let want: Vec<f32> = tensor(&g, "logits_rows");
+            let got: Vec<f32> = rows
+                .iter()
+                .flat_map(|&r| all[r as usize * vocab..][..vocab].to_vec())
+                .collect();
+            assert_close(&format!("{what} {case} logits"), &got, &want, atol, rtol);
+            worst = got
+                .iter()
+                .zip(&want)
+                .fold(worst, |w, (a, b)| w.max((a - b).abs()));
+            let top = |v: &[f32]| (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b });
+            for (r, (a, b)) in got.chunks(vocab).zip(want.chunks(vocab)).enumerate() {
+                assert_eq!(top(a), top(b), "{what} {case}: top-1 of logits row {r}");
+            }
+            let want_ids = ids(&g, "greedy.generated_ids");
+            let opts = GenerateOptions {
+                max_new_tokens: want_ids.len(),
+                sampling: SamplingParams {
+                    temperature: 0.0,
+                    repetition_penalty: 1.0,
+                    ..SamplingParams::default()
+                },
+                eos_token_ids: Vec::new(),
+                max_context: prompt.len() + want_ids.len() + 1,
+                prefill_chunk: 7,
+                ..GenerateOptions::default()
+            };
+            let out = pollster::block_on(generate(
+                gpu,
+                &model,
+                &prompt,
+                &positions,
+                0,
+                &opts,
+                &mut |_| true,
+            ))
+            .unwrap();
+            assert_eq!(out.token_ids, want_ids, "{what} {case}: greedy ids");
+        }
+        eprintln!("{what}: max logit error {worst:.3e}");
+        worst
+    }
+
+    /// f32 math everywhere: the same tolerance as parity.rs (1e-4).
+    #[test]
+    fn tiny_model_on_the_portable_tier_matches_transformers() {
+        let mut gpu = gpu();
+        gpu.tuning = Tuning::portable();
+        check(&gpu, "portable", 1e-4, 1e-4);
+        // Every attention call split (flash-decoding) from 16 keys on.
+        gpu.tuning.attention_split_keys = 16;
+        check(&gpu, "portable, split attention", 1e-4, 1e-4);
+    }
+
+    /// The f16-math prefill GEMM rounds activations and weights to f16 (11 significant bits), the
+    /// prompt's lm_head included (Logits::All). Measured on lavapipe: max logit error 2.4e-2 on
+    /// logits up to ~5 in magnitude; tolerance 3e-2 abs + 1e-2 rel, the top-1 of every row and the
+    /// greedy ids equal.
+    #[test]
+    fn tiny_model_with_f16_gemm_stays_close_to_transformers() {
+        let mut gpu = gpu();
+        assert!(gpu.features.contains(wgpu::Features::SHADER_F16));
+        gpu.tuning = Tuning::portable();
+        gpu.tuning.gemm_f16 = true;
+        check(&gpu, "portable, f16 GEMM", 3e-2, 1e-2);
+    }
+}

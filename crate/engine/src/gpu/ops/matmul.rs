@@ -22,9 +22,9 @@ const VEC_WG: u32 = 64;
 const NARROW_K: usize = 128;
 const VEC_ROWS: u32 = 4;
 const MAT_TILE: u32 = 64;
-/// matmul_tiled: tokens and weight rows per invocation (the workgroup is 16 x 16).
+/// matmul_tiled: tokens and weight rows per invocation (the workgroup is 16 x 16; 4 or 8 each).
 const TILED_TM: u32 = 4;
-const TILED_TN: u32 = 4;
+const TILED_TN: u32 = 8;
 /// matmul_rows: invocations per workgroup; each holds R weight rows for TM tokens.
 const ROWS_WG: u32 = 64;
 
@@ -156,7 +156,9 @@ pub(crate) fn linear_variant(
             let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_tiled")
                 .flag("TILED")
                 .value("TM", TILED_TM)
-                .value("TN", TILED_TN);
+                .value("TN", TILED_TN)
+                .value("XV", TILED_TM / 4)
+                .value("WV", TILED_TN / 4);
             let f16 =
                 rec.gpu.tuning.gemm_f16 && rec.gpu.features.contains(wgpu::Features::SHADER_F16);
             let key = if f16 { key.flag("F16_MATH") } else { key };
