@@ -5,6 +5,7 @@
 # wasm-bindgen's test runner at the exact version of the wasm-bindgen crate in Cargo.lock.
 # `--native` skips the browser part (enough to run the CLI).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -39,5 +40,13 @@ WBG=0.2.130
 if [ $browser = 1 ] && ! wasm-bindgen-test-runner --version 2>/dev/null | grep -q "$WBG"; then
     # Not --locked: its lockfile pins a crate version the registry no longer has.
     cargo install wasm-bindgen-cli --version "$WBG"
+fi
+if [ $browser = 1 ]; then
+    # The web app's build tools and browser tests: playwright-core needs Node.js >= 20.
+    if ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' 2>/dev/null; then
+        echo "setup: the browser tests need Node.js >= 20 and npm (Debian 12's nodejs is 18: use NodeSource's)" >&2
+        exit 1
+    fi
+    [ -d web/node_modules/playwright-core ] && [ -x web/node_modules/.bin/wasm-opt ] || (cd web && npm ci --no-audit --no-fund)
 fi
 echo "setup: ok"

@@ -6,6 +6,7 @@ mod bench;
 mod ecg_plot;
 mod generate;
 mod preprocess;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ enum Command {
     Preprocess(preprocess::Args),
     /// Draw a 12-lead ECG in the clinical layout (3x4 + lead II rhythm strip) as a PNG.
     EcgPlot(ecg_plot::Args),
+    /// Serve the web app and a model folder on 127.0.0.1 (the browser runs the model on its GPU).
+    Serve(serve::Args),
     /// Compute GRPO / DRPO advantages for groups of rollout rewards (JSON in, JSON out).
     Advantages(advantages::Args),
 }
@@ -56,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Preprocess(args) => preprocess::run(args),
         Command::EcgPlot(args) => ecg_plot::run(args),
         Command::Advantages(args) => advantages::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 //! The CLI fills it from flags, the web app from the page (or a shareable link).
 
 use qoqmed_engine::chat::Instruction;
+use qoqmed_engine::generate::GenerateOptions;
 use qoqmed_imaging::{PixelRange, Window};
 
 /// One file as the user gave it: its name (format detection, error messages) and its bytes.
@@ -48,6 +49,8 @@ pub struct Request {
     pub seed: u64,
     /// KV cache positions to preallocate (prompt + answer).
     pub max_context: usize,
+    /// Prompt tokens per prefill submission (the web app keeps GPU jobs short with a small one).
+    pub prefill_chunk: usize,
 }
 
 impl Default for Request {
@@ -69,6 +72,7 @@ impl Default for Request {
             repetition_penalty: None,
             seed: 0,
             max_context: 4096,
+            prefill_chunk: GenerateOptions::default().prefill_chunk,
         }
     }
 }

@@ -91,6 +91,7 @@ pub async fn run(
         // QoQ-Med never lets a text answer emit an image placeholder.
         logit_bias: vec![(model.config.image_token_id, -100.0)],
         max_context: req.max_context,
+        prefill_chunk: req.prefill_chunk,
         ..GenerateOptions::default()
     };
 

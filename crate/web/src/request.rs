@@ -1,0 +1,113 @@
+//! The page's request (JSON + the user's files) to the pipeline's [`Request`], and the warm-up that
+//! builds every GPU pipeline while the model loads.
+
+use qoqmed_engine::chat::Instruction;
+use qoqmed_engine::generate::{GenerateOptions, generate};
+use qoqmed_engine::model::rope;
+use qoqmed_imaging::PixelRange;
+use qoqmed_pipeline::{EcgInput, InputFile, Model, Request};
+use serde::Deserialize;
+
+/// What the page sends. Unknown fields are an error: a shared link's parameter that this build
+/// cannot honour must say so rather than be ignored.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WebRequest {
+    pub prompt: String,
+    #[serde(default)]
+    pub system: Option<String>,
+    #[serde(default)]
+    pub instruction: Option<String>,
+    #[serde(default)]
+    pub pixel_range: Option<String>,
+    #[serde(default)]
+    pub frames: Option<usize>,
+    #[serde(default)]
+    pub max_new_tokens: Option<usize>,
+    #[serde(default)]
+    pub max_context: Option<usize>,
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub top_p: Option<f32>,
+    #[serde(default)]
+    pub top_k: Option<usize>,
+    #[serde(default)]
+    pub repetition_penalty: Option<f32>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub ecg_rate_hz: Option<f64>,
+}
+
+/// Prompt tokens per prefill submission in the browser: short GPU jobs keep the page responsive
+/// and stay far from driver watchdogs on slow GPUs.
+pub const WEB_PREFILL_CHUNK: usize = 128;
+
+impl WebRequest {
+    /// The pipeline request; `images` are files, `ecgs` records (one or two files each).
+    pub fn into_request(
+        self,
+        images: Vec<InputFile>,
+        ecgs: Vec<Vec<InputFile>>,
+    ) -> Result<Request, String> {
+        let instruction: Instruction = self
+            .instruction
+            .as_deref()
+            .unwrap_or("qoq")
+            .parse()
+            .map_err(|e: qoqmed_engine::Error| e.to_string())?;
+        let pixel_range = match self.pixel_range.as_deref() {
+            None | Some("qoq") => PixelRange::Qoq,
+            Some("model") => PixelRange::Model,
+            Some(other) => return Err(format!("pixel_range {other:?}: use qoq or model")),
+        };
+        if self.prompt.trim().is_empty() {
+            return Err("the question is empty; type a question".into());
+        }
+        let d = Request::default();
+        Ok(Request {
+            prompt: self.prompt,
+            system: self.system,
+            instruction,
+            images,
+            pixel_range,
+            frames: self.frames.unwrap_or(d.frames),
+            window: None,
+            ecgs: ecgs.into_iter().map(|files| EcgInput { files }).collect(),
+            ecg_rate_hz: self.ecg_rate_hz,
+            max_new_tokens: self.max_new_tokens.unwrap_or(d.max_new_tokens),
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            repetition_penalty: self.repetition_penalty,
+            seed: self.seed.unwrap_or(d.seed),
+            max_context: self.max_context.unwrap_or(d.max_context),
+            prefill_chunk: WEB_PREFILL_CHUNK,
+        })
+    }
+}
+
+/// Builds the pipelines a request uses (prefill and decode shapes) with a throwaway two-token
+/// generation, so the first question does not stall on shader compilation.
+pub async fn warm_up(model: &Model) -> qoqmed_engine::Result<()> {
+    let mut opts = GenerateOptions {
+        max_new_tokens: 2,
+        max_context: 4,
+        ..GenerateOptions::default()
+    };
+    opts.sampling.temperature = 0.0;
+    opts.sampling.repetition_penalty = 1.0;
+    let positions = rope::text_positions(0, 2, 0);
+    generate(
+        &model.gpu,
+        &model.text,
+        &[0, 0],
+        &positions,
+        0,
+        &opts,
+        &mut |_| true,
+    )
+    .await?;
+    Ok(())
+}
