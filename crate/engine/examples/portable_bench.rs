@@ -3,7 +3,7 @@
 //! prefill GEMM and the decode GEMV. Forces `Tuning::portable()` (plus the flags given), prints
 //! wall and CPU ms, asserts nothing.
 //!
-//! cargo run --release -p qoqmed-engine --example portable_bench -- [--only attn|gemm|gemv]
+//! cargo run --release -p qoqmed-engine --example portable_bench -- [--only attn|gemm|gemv|qkv]
 //!     [--m 64] [--reps 3] [--subgroup] [--f16]
 //!
 //! "cpu ms" is the CPU time of all this process's threads (Linux /proc): on a software adapter it
@@ -137,6 +137,53 @@ fn linear(gpu: &Gpu, reps: usize, ms: &[usize]) {
     }
 }
 
+/// Decode's q, k and v projections as three linears against one linear over their concatenated
+/// rows (what a fused QKV weight would cost), with biases, 3B and 7B shapes.
+fn qkv(gpu: &Gpu, reps: usize) {
+    println!("\nqkv (m = 1)        format   3 linears wall/cpu ms   1 fused wall/cpu ms");
+    for (what, hidden, q_out, kv_out) in [("3B", 2048, 2048, 256), ("7B", 3584, 3584, 512)] {
+        for format in [WeightFormat::Q4, WeightFormat::F16] {
+            let w = |n, seed| random_weight(gpu, "w", format, n, hidden, seed).unwrap();
+            let b = |n, seed| random_weight(gpu, "b", WeightFormat::F32, 1, n, seed).unwrap();
+            let (wq, wk, wv, wf) = (
+                w(q_out, 1),
+                w(kv_out, 2),
+                w(kv_out, 3),
+                w(q_out + 2 * kv_out, 4),
+            );
+            let view = |w: qoqmed_engine::gpu::Weight, n| qoqmed_engine::gpu::Weight {
+                shape: vec![n],
+                ..w
+            };
+            let (bq, bk, bv, bf) = (
+                view(b(q_out, 5), q_out),
+                view(b(kv_out, 6), kv_out),
+                view(b(kv_out, 7), kv_out),
+                view(b(q_out + 2 * kv_out, 8), q_out + 2 * kv_out),
+            );
+            let x = filled(gpu, &[1, hidden], 4);
+            let t = |n| Tensor::zeros(gpu, &[1, n], "y").unwrap();
+            let (yq, yk, yv, yf) = (t(q_out), t(kv_out), t(kv_out), t(q_out + 2 * kv_out));
+            let three = time(gpu, reps, &yv, &|r| {
+                ops::linear(r, &x, &wq, Some(&bq), &yq).unwrap();
+                ops::linear(r, &x, &wk, Some(&bk), &yk).unwrap();
+                ops::linear(r, &x, &wv, Some(&bv), &yv).unwrap();
+            });
+            let one = time(gpu, reps, &yf, &|r| {
+                ops::linear(r, &x, &wf, Some(&bf), &yf).unwrap()
+            });
+            println!(
+                "{what:<18} {:<6} {:>12.2} {:>8.2} {:>12.2} {:>8.2}",
+                format.as_str(),
+                three.0,
+                three.1,
+                one.0,
+                one.1
+            );
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let reps: usize = arg(&args, "--reps", 3);
@@ -166,5 +213,11 @@ fn main() {
     }
     if only.is_empty() || only == "gemv" {
         linear(&gpu, reps, &[1]);
+    }
+    if only == "qkv" {
+        qkv(&gpu, reps);
+        gpu.tuning = native;
+        println!("adapter's own tuning: {:?}", gpu.tuning);
+        qkv(&gpu, reps);
     }
 }
