@@ -237,8 +237,9 @@ fn matmul_tiled(
     let m0 = wid.y * MT;
     let n0 = wid.x * NT;
     let k4 = p.k / 4u;
-    // Unrolled (#for): software adapters do not unroll loops and keep loop-indexed arrays in
-    // memory; GPU compilers unroll these constant loops anyway.
+    // The register block is unrolled (#for): software adapters do not unroll loops and keep
+    // loop-indexed arrays in memory. The k loop stays a loop: unrolling it too (4x the code) made
+    // SwiftShader's shader compile in Chromium take seconds longer for no gain on lavapipe.
 #for i in TM
 #for j in TN
     var acc${i}_${j} = 0.0;
@@ -269,17 +270,17 @@ fn matmul_tiled(
         }
 #end
         workgroupBarrier();
-#for kc in 4
+        for (var kc = 0u; kc < BK4; kc++) {
 #for j in TN
-        let b${kc}_${j} = ws[(lid.x + 16u * ${j}u) * PAD4 + ${kc}u];
+            let b${j} = ws[(lid.x + 16u * ${j}u) * PAD4 + kc];
 #end
 #for i in TM
-        let a${kc}_${i} = xs[(lid.y + 16u * ${i}u) * PAD4 + ${kc}u];
+            let a${i} = xs[(lid.y + 16u * ${i}u) * PAD4 + kc];
 #for j in TN
-        acc${i}_${j} += f32(dot(a${kc}_${i}, b${kc}_${j}));
+            acc${i}_${j} += f32(dot(a${i}, b${j}));
 #end
 #end
-#end
+        }
         workgroupBarrier();
     }
 #for i in TM
