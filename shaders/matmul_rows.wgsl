@@ -8,7 +8,10 @@
 // Hence: lanes over weight rows (each lane R rows, one vec4<u32> load = a whole Q4 group of 32
 // values), TM tokens per workgroup, x loaded one vec4 per lane (8 lanes = one 32-value group of one
 // token) and handed to every lane by subgroupBroadcast (~8x cheaper than uniform loads there), and
-// the R x TM tile unrolled with #for. Needs k % 32 == 0 and subgroups of a multiple of 8 lanes.
+// the R x TM tile unrolled with #for. Needs k % 32 == 0 and, for the broadcast, subgroups of a
+// multiple of 8 lanes. NO_SG (CPU adapters without subgroups: SwiftShader in a browser): every
+// lane loads the 8 vec4 of x itself (same address in every lane); still no barriers, which is what
+// a CPU adapter pays most for (Chromium/SwiftShader, q4 2048 x 2048 GEMV: 83 ms split-K, 16.5 ms).
 
 struct Params {
     m: u32,         // rows of x (tokens)
@@ -128,7 +131,9 @@ fn wgroup${b}(gi: u32) -> array<vec4<f32>, 8> {
 fn matmul_rows(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
+#ifndef NO_SG
     @builtin(subgroup_invocation_id) sl: u32,
+#endif
 ) {
     let groups = p.k / 32u;
     let kv = p.k / 4u;
@@ -139,7 +144,11 @@ fn matmul_rows(
 #for r in R
     let row${r} = min(base + ${r}u * WG, p.n - 1u) * groups;
 #end
+#ifdef NO_SG
+    let lane = 0u;
+#else
     let lane = sl % 8u;
+#endif
 #for t in TM
     let x${t} = min(m0 + ${t}u, p.m - 1u) * kv + lane;
 #for r in R
@@ -157,12 +166,19 @@ fn matmul_rows(
 #endif
 #end
 #for t in TM
+#ifdef NO_SG
+        let xg${t} = x${t} + 8u * g;
+        let xb${t} = array<vec4<f32>, 8>(
+            x[xg${t}], x[xg${t} + 1u], x[xg${t} + 2u], x[xg${t} + 3u],
+            x[xg${t} + 4u], x[xg${t} + 5u], x[xg${t} + 6u], x[xg${t} + 7u]);
+#else
         let xl${t} = x[x${t} + 8u * g];
         let xb${t} = array<vec4<f32>, 8>(
             subgroupBroadcast(xl${t}, 0u), subgroupBroadcast(xl${t}, 1u),
             subgroupBroadcast(xl${t}, 2u), subgroupBroadcast(xl${t}, 3u),
             subgroupBroadcast(xl${t}, 4u), subgroupBroadcast(xl${t}, 5u),
             subgroupBroadcast(xl${t}, 6u), subgroupBroadcast(xl${t}, 7u));
+#endif
 #for r in R
         acc${r}_${t} += dot(w${r}[0], xb${t}[0]) + dot(w${r}[1], xb${t}[1])
             + dot(w${r}[2], xb${t}[2]) + dot(w${r}[3], xb${t}[3])

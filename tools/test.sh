@@ -22,7 +22,10 @@ cargo build --release --target wasm32-unknown-unknown --no-default-features \
 echo "wasm32 builds: ok"
 
 # The engine in headless Chromium through WebGPU (SwiftShader without a GPU): same code path.
+# The runner's default budget for the whole file is 20 s; SwiftShader compiles every kernel
+# variant on a busy 2-core machine (the file took 18-28 s there).
 export PATH="$HOME/.cargo/bin:$PATH"
+WASM_BINDGEN_TEST_TIMEOUT=180 \
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER="$(command -v chromedriver)" \
     cargo test --release --target wasm32-unknown-unknown --no-default-features -p qoqmed-engine --test web
 

@@ -1,8 +1,9 @@
 //! The portable kernel tier (browsers, GPUs) forced on whatever adapter runs the tests (lavapipe in
 //! CI), with the variants a GPU gets from its properties forced too: the tiled prefill GEMM
 //! (every format, dequantised on load, split weights, odd shapes), the decode GEMV reduced through
-//! subgroups, and the GEMM with f16 tiles and products (checked against a rounding bound). Outputs
-//! start as NaN and sit before guard values. Attention's tiled and split variants: kernels.rs.
+//! subgroups, the GEMM with f16 tiles and products (checked against a rounding bound); and
+//! matmul_rows without subgroups (CPU adapters in browsers). Outputs start as NaN and sit before
+//! guard values. Attention's tiled and split variants: kernels.rs.
 
 mod common_gpu;
 
@@ -11,9 +12,10 @@ use common_gpu::{
 };
 use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, Tuning, WeightFormat, ops};
 
-/// The portable kernels, and the portable kernels with the subgroup-reduced GEMV a GPU with
-/// subgroups gets (this adapter must offer subgroups: lavapipe does).
-fn portable_variants() -> Vec<(Gpu, &'static str)> {
+/// The portable kernels; the portable kernels with the subgroup-reduced GEMV a GPU with subgroups
+/// gets (this adapter must offer subgroups: lavapipe does); and the CPU tier without subgroups
+/// (what SwiftShader gets in a browser: matmul_rows with x read by every lane).
+fn variants() -> Vec<(Gpu, &'static str)> {
     let mut plain = gpu();
     plain.tuning = Tuning::portable();
     let mut sg = gpu();
@@ -26,7 +28,15 @@ fn portable_variants() -> Vec<(Gpu, &'static str)> {
     sg.tuning = Tuning::portable();
     sg.tuning.subgroup = native;
     sg.tuning.gemv_subgroup = true;
-    vec![(plain, "portable"), (sg, "portable + subgroup GEMV")]
+    let mut rows = gpu();
+    rows.tuning = Tuning::portable();
+    rows.tuning.cpu = true;
+    rows.tuning.matmul_rows = true;
+    vec![
+        (plain, "portable"),
+        (sg, "portable + subgroup GEMV"),
+        (rows, "matmul_rows without subgroups"),
+    ]
 }
 
 fn cpu_linear(x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<f32> {
@@ -76,11 +86,16 @@ fn shapes(format: WeightFormat) -> &'static [(usize, usize, usize)] {
 }
 
 #[test]
-fn tiled_gemm_and_subgroup_gemv_match_cpu() {
+fn tiled_gemm_subgroup_gemv_and_rows_without_subgroups_match_cpu() {
     let mut rng = Rng::new(21);
-    for (gpu, variant) in portable_variants() {
+    for (gpu, variant) in variants() {
         for format in FORMATS {
             for (s, &(m, n, k)) in shapes(format).iter().enumerate() {
+                // matmul_rows' unrolled tiles compile slowly on lavapipe: its token tiles of 1, 2,
+                // 4 and 16 (m = 1, 2, 3, 70) are enough.
+                if variant.starts_with("matmul_rows") && !matches!(m, 1..=3 | 70) {
+                    continue;
+                }
                 // Every third shape over a weight split into parts (as real vocabularies are).
                 let limit = (s % 3 == 2 && n > 16).then_some((n * format.row_bytes(k) / 3) as u64);
                 let x = rng.vec(m * k, 1.0);
@@ -111,6 +126,46 @@ fn tiled_gemm_and_subgroup_gemv_match_cpu() {
                     );
                 }
             }
+        }
+    }
+}
+
+/// The fused gate/up + SiLU pass of matmul_rows with x read by every lane (no subgroups).
+#[test]
+fn gate_up_silu_without_subgroups_matches_cpu() {
+    let mut gpu = gpu();
+    gpu.tuning = Tuning::portable();
+    gpu.tuning.cpu = true;
+    gpu.tuning.matmul_rows = true;
+    let mut rng = Rng::new(23);
+    for format in FORMATS {
+        for (m, n, k) in [(1, 37, 64), (20, 67, 96)] {
+            let x = rng.vec(m * k, 1.0);
+            let (gv, g) = weight(&gpu, &mut rng, "gate", &[n, k], format, 0.5);
+            let (uv, u) = weight(&gpu, &mut rng, "up", &[n, k], format, 0.5);
+            let xt = Tensor::from_f32(&gpu, &x, &[m, k], "x").unwrap();
+            let out = guarded(&gpu, &[m, n]);
+            let tmp = |name| Tensor::zeros(&gpu, &[m, n], name).unwrap();
+            let (gt, ut) = (tmp("gate_out"), tmp("up_out"));
+            let mut rec = Recorder::new(&gpu);
+            ops::gate_up_silu(&mut rec, &xt, &g, &u, &out, &gt, &ut).unwrap();
+            rec.submit().unwrap();
+            let (gw, uw) = (
+                cpu_linear(&x, &gv, None, m, n, k),
+                cpu_linear(&x, &uv, None, m, n, k),
+            );
+            let want: Vec<f32> = gw
+                .iter()
+                .zip(&uw)
+                .map(|(g, u)| (*g as f64 / (1.0 + (-*g as f64).exp()) * *u as f64) as f32)
+                .collect();
+            assert_close(
+                &format!("gate_up_silu without subgroups {format} m{m} n{n} k{k}"),
+                &read_guarded(&gpu, &out),
+                &want,
+                2e-5,
+                1e-5,
+            );
         }
     }
 }

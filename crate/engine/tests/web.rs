@@ -6,7 +6,7 @@
 use qoqmed_engine::chat::Tokenizer;
 use qoqmed_engine::config::ModelConfig;
 use qoqmed_engine::generate::{GenerateOptions, generate};
-use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, Weight, WeightFormat, ops};
+use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, Tuning, Weight, WeightFormat, ops};
 use qoqmed_engine::model::{TextModel, rope};
 use qoqmed_engine::quant;
 use qoqmed_engine::sampler::SamplingParams;
@@ -62,63 +62,70 @@ async fn bf16_linear_matches_cpu_on_webgpu() {
 }
 
 /// Q8 and Q4 weights split into several parts (as a real vocabulary is on a 128 MiB binding) through
-/// the browser's kernels: linear (GEMV and GEMM) and the embedding gather.
+/// the browser's kernels: linear (GEMV and GEMM) and the embedding gather; with this adapter's
+/// kernels (on SwiftShader, a CPU: matmul_rows without subgroups) and the portable ones (a GPU's:
+/// split-K GEMV, tiled GEMM).
 #[wasm_bindgen_test]
 async fn quantized_split_weights_match_cpu_on_webgpu() {
-    let gpu = gpu().await;
-    // k = 160: five groups per row, past the narrow GEMV, so one token runs the split-K GEMV.
-    let (n, k) = (45, 160);
-    let x: Vec<f32> = (0..3 * k)
-        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
-        .collect();
-    let wv: Vec<f32> = (0..n * k)
-        .map(|i| ((i * 53 % 97) as f32 / 48.0) - 1.0)
-        .collect();
-    for format in [WeightFormat::Q8, WeightFormat::Q4] {
-        let planes = quant::quantize(format, &wv, k).unwrap();
-        let wd = quant::dequantize(format, &planes.values, planes.scales.as_deref(), k).unwrap();
-        let limit = (n * format.row_bytes(k) / 4) as u64;
-        let w = Weight::alloc_with_part_limit(&gpu, "w", format, &[n, k], limit).unwrap();
-        assert!(w.parts.len() >= 3, "{} parts", w.parts.len());
-        w.write_rows(&gpu, 0, &planes.values, planes.scales.as_deref())
-            .unwrap();
-        for rows in [1, 3] {
-            let xt = Tensor::from_f32(&gpu, &x[..rows * k], &[rows, k], "x").unwrap();
-            let y = Tensor::zeros(&gpu, &[rows, n], "y").unwrap();
-            let mut rec = Recorder::new(&gpu);
-            ops::linear(&mut rec, &xt, &w, None, &y).unwrap();
-            rec.submit().unwrap();
-            let got = y.to_vec(&gpu).await.unwrap();
-            for i in 0..rows {
-                for j in 0..n {
-                    let want: f32 = (0..k).map(|t| x[i * k + t] * wd[j * k + t]).sum();
-                    let g = got[i * n + j];
-                    assert!(
-                        (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                        "{format} y[{i},{j}] = {g}, want {want}"
-                    );
+    let mut gpu = gpu().await;
+    let native = gpu.tuning.clone();
+    for tuning in [native, Tuning::portable()] {
+        gpu.tuning = tuning;
+        // k = 160: five groups per row, past the narrow GEMV, so one token runs the split-K GEMV.
+        let (n, k) = (45, 160);
+        let x: Vec<f32> = (0..3 * k)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let wv: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 53 % 97) as f32 / 48.0) - 1.0)
+            .collect();
+        for format in [WeightFormat::Q8, WeightFormat::Q4] {
+            let planes = quant::quantize(format, &wv, k).unwrap();
+            let wd =
+                quant::dequantize(format, &planes.values, planes.scales.as_deref(), k).unwrap();
+            let limit = (n * format.row_bytes(k) / 4) as u64;
+            let w = Weight::alloc_with_part_limit(&gpu, "w", format, &[n, k], limit).unwrap();
+            assert!(w.parts.len() >= 3, "{} parts", w.parts.len());
+            w.write_rows(&gpu, 0, &planes.values, planes.scales.as_deref())
+                .unwrap();
+            for rows in [1, 3] {
+                let xt = Tensor::from_f32(&gpu, &x[..rows * k], &[rows, k], "x").unwrap();
+                let y = Tensor::zeros(&gpu, &[rows, n], "y").unwrap();
+                let mut rec = Recorder::new(&gpu);
+                ops::linear(&mut rec, &xt, &w, None, &y).unwrap();
+                rec.submit().unwrap();
+                let got = y.to_vec(&gpu).await.unwrap();
+                for i in 0..rows {
+                    for j in 0..n {
+                        let want: f32 = (0..k).map(|t| x[i * k + t] * wd[j * k + t]).sum();
+                        let g = got[i * n + j];
+                        assert!(
+                            (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "{format} y[{i},{j}] = {g}, want {want}"
+                        );
+                    }
                 }
             }
-        }
-        let ids: Vec<u32> = vec![0, 44, 11, 12, 30];
-        let ids_t = Tensor::from_f32(
-            &gpu,
-            &ids.iter().map(|&i| f32::from_bits(i)).collect::<Vec<_>>(),
-            &[ids.len()],
-            "ids",
-        )
-        .unwrap();
-        let out = Tensor::zeros(&gpu, &[ids.len(), k], "out").unwrap();
-        let mut rec = Recorder::new(&gpu);
-        ops::embedding(&mut rec, &ids_t.buffer, ids.len(), &w, &out).unwrap();
-        rec.submit().unwrap();
-        let got = out.to_vec(&gpu).await.unwrap();
-        for (t, &id) in ids.iter().enumerate() {
-            assert_eq!(
-                &got[t * k..][..k],
-                &wd[id as usize * k..][..k],
-                "{format} embedding row {id}"
-            );
+            let ids: Vec<u32> = vec![0, 44, 11, 12, 30];
+            let ids_t = Tensor::from_f32(
+                &gpu,
+                &ids.iter().map(|&i| f32::from_bits(i)).collect::<Vec<_>>(),
+                &[ids.len()],
+                "ids",
+            )
+            .unwrap();
+            let out = Tensor::zeros(&gpu, &[ids.len(), k], "out").unwrap();
+            let mut rec = Recorder::new(&gpu);
+            ops::embedding(&mut rec, &ids_t.buffer, ids.len(), &w, &out).unwrap();
+            rec.submit().unwrap();
+            let got = out.to_vec(&gpu).await.unwrap();
+            for (t, &id) in ids.iter().enumerate() {
+                assert_eq!(
+                    &got[t * k..][..k],
+                    &wd[id as usize * k..][..k],
+                    "{format} embedding row {id}"
+                );
+            }
         }
     }
 }

@@ -10,9 +10,12 @@ pub struct Tuning {
     pub cpu: bool,
     /// Smallest subgroup size, when the SUBGROUP feature is enabled.
     pub subgroup: Option<u32>,
-    /// Linear layers on `matmul_rows` (lanes over weight rows, x spread by subgroupBroadcast):
-    /// CPU adapters with subgroups of a multiple of 8 lanes.
+    /// Linear layers on `matmul_rows` (lanes over weight rows, no reductions, no barriers): CPU
+    /// adapters (lavapipe; SwiftShader in a browser).
     pub matmul_rows: bool,
+    /// matmul_rows spreads x with subgroupBroadcast (subgroups of a multiple of 8 lanes); without
+    /// it every lane reads x itself (5x faster than the portable GEMV on SwiftShader all the same).
+    pub rows_broadcast: bool,
     /// Attention as one 8-lane subgroup per (query, KV head) with vec4 loads and no barriers
     /// (`attention_sg`): CPU adapters with subgroups of a multiple of 8 lanes.
     pub attention_sg: bool,
@@ -38,7 +41,8 @@ impl Tuning {
         Self {
             cpu,
             subgroup,
-            matmul_rows: lanes8,
+            matmul_rows: cpu,
+            rows_broadcast: lanes8,
             attention_sg: lanes8,
             attention_split_keys: 128,
             gemv_subgroup: !cpu && subgroup.is_some(),
@@ -52,6 +56,7 @@ impl Tuning {
             cpu: false,
             subgroup: None,
             matmul_rows: false,
+            rows_broadcast: false,
             attention_sg: false,
             attention_split_keys: 128,
             gemv_subgroup: false,

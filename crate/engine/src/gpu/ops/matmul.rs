@@ -28,6 +28,14 @@ const TILED_TN: u32 = 8;
 /// matmul_rows: invocations per workgroup; each holds R weight rows for TM tokens.
 const ROWS_WG: u32 = 64;
 
+/// Whether matmul_rows runs `m` tokens on this adapter. Without the subgroup broadcast every lane
+/// loads x itself, which pays off in decode (SwiftShader in Chromium, q4 2048 x 2048 GEMV: 14 ms
+/// vs 83 ms split-K) but not in prefill, where its big unrolled tiles also take SwiftShader
+/// seconds to compile: prefill runs the tiled GEMM there (measured: docs/performance-notes.md).
+fn rows_for(tuning: &crate::gpu::Tuning, m: usize) -> bool {
+    tuning.matmul_rows && (tuning.rows_broadcast || m <= 4)
+}
+
 /// (R, TM) of the matmul_rows variant for `m` tokens over `n` rows: enough workgroups to keep
 /// every core busy in decode, a register tile that pays for its loads in prefill.
 fn rows_tile(m: usize, n: usize) -> (u32, u32) {
@@ -70,7 +78,8 @@ pub fn linear(
     bias: Option<&Weight>,
     y: &Tensor,
 ) -> Result<()> {
-    let rows_kernels = rec.gpu.tuning.matmul_rows;
+    let m = x.numel() / x.shape.last().copied().unwrap_or(1).max(1);
+    let rows_kernels = rows_for(&rec.gpu.tuning, m);
     linear_variant(rec, x, w, bias, y, rows_kernels)
 }
 
@@ -119,7 +128,7 @@ pub(crate) fn linear_variant(
             col0: u32_of("linear", part.rows.start)?,
             _pad: [0; 3],
         };
-        // CPU adapters with subgroups: matmul_rows; elsewhere GEMV for one token, tiled GEMM for more.
+        // CPU adapters: matmul_rows; elsewhere GEMV for one token, tiled GEMM for more.
         let (key, groups) = if rows_kernels && k.is_multiple_of(32) {
             let (r, tm) = rows_tile(m, rows);
             let key = PipelineKey::new(ShaderFamily::MatmulRows, "matmul_rows")
@@ -127,6 +136,11 @@ pub(crate) fn linear_variant(
                 .value("R", r)
                 .value("TM", tm)
                 .value("NW", 1);
+            let key = if rec.gpu.tuning.rows_broadcast {
+                key
+            } else {
+                key.flag("NO_SG")
+            };
             (
                 key,
                 [params.n.div_ceil(ROWS_WG * r), params.m.div_ceil(tm), 1],
@@ -216,7 +230,8 @@ pub fn gate_up_silu(
             ),
         ));
     };
-    if !same || !rec.gpu.tuning.matmul_rows || !k.is_multiple_of(32) {
+    let m = x.numel() / k.max(1);
+    if !same || !rows_for(&rec.gpu.tuning, m) || !k.is_multiple_of(32) {
         linear(rec, x, gate, None, gate_out)?;
         linear(rec, x, up, None, up_out)?;
         return super::silu_mul(rec, gate_out, up_out, out);
@@ -230,7 +245,6 @@ pub fn gate_up_silu(
             ),
         ));
     }
-    let m = x.numel() / k;
     expect("gate_up_silu", "out", &[out.numel()], &[m * n])?;
     for (pg, pu) in gate.parts.iter().zip(&up.parts) {
         let rows = pg.rows.len();
@@ -251,6 +265,11 @@ pub fn gate_up_silu(
             .value("TM", tm)
             .value("NW", 2)
             .flag("GATE_UP");
+        let key = if rec.gpu.tuning.rows_broadcast {
+            key
+        } else {
+            key.flag("NO_SG")
+        };
         let key = with_format(key, gate.format);
         let mut buffers = vec![
             (1, &x.buffer),
