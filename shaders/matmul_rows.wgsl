@@ -8,7 +8,10 @@
 // Hence: lanes over weight rows (each lane R rows, one vec4<u32> load = a whole Q4 group of 32
 // values), TM tokens per workgroup, x loaded one vec4 per lane (8 lanes = one 32-value group of one
 // token) and handed to every lane by subgroupBroadcast (~8x cheaper than uniform loads there), and
-// the R x TM tile unrolled with #for. Needs k % 32 == 0 and subgroups of a multiple of 8 lanes.
+// the R x TM tile unrolled with #for. Needs k % 32 == 0 and, for the broadcast, subgroups of a
+// multiple of 8 lanes. NO_SG (CPU adapters without subgroups: SwiftShader in a browser): every
+// lane loads the 8 vec4 of x itself (same address in every lane); still no barriers, which is what
+// a CPU adapter pays most for (Chromium/SwiftShader, q4 2048 x 2048 GEMV: 83 ms split-K, 16.5 ms).
 
 struct Params {
     m: u32,         // rows of x (tokens)
@@ -128,7 +131,9 @@ fn wgroup${b}(gi: u32) -> array<vec4<f32>, 8> {
 fn matmul_rows(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
+#ifndef NO_SG
     @builtin(subgroup_invocation_id) sl: u32,
+#endif
 ) {
     let groups = p.k / 32u;
     let kv = p.k / 4u;
@@ -139,7 +144,11 @@ fn matmul_rows(
 #for r in R
     let row${r} = min(base + ${r}u * WG, p.n - 1u) * groups;
 #end
+#ifdef NO_SG
+    let lane = 0u;
+#else
     let lane = sl % 8u;
+#endif
 #for t in TM
     let x${t} = min(m0 + ${t}u, p.m - 1u) * kv + lane;
 #for r in R
@@ -157,12 +166,19 @@ fn matmul_rows(
 #endif
 #end
 #for t in TM
+#ifdef NO_SG
+        let xg${t} = x${t} + 8u * g;
+        let xb${t} = array<vec4<f32>, 8>(
+            x[xg${t}], x[xg${t} + 1u], x[xg${t} + 2u], x[xg${t} + 3u],
+            x[xg${t} + 4u], x[xg${t} + 5u], x[xg${t} + 6u], x[xg${t} + 7u]);
+#else
         let xl${t} = x[x${t} + 8u * g];
         let xb${t} = array<vec4<f32>, 8>(
             subgroupBroadcast(xl${t}, 0u), subgroupBroadcast(xl${t}, 1u),
             subgroupBroadcast(xl${t}, 2u), subgroupBroadcast(xl${t}, 3u),
             subgroupBroadcast(xl${t}, 4u), subgroupBroadcast(xl${t}, 5u),
             subgroupBroadcast(xl${t}, 6u), subgroupBroadcast(xl${t}, 7u));
+#endif
 #for r in R
         acc${r}_${t} += dot(w${r}[0], xb${t}[0]) + dot(w${r}[1], xb${t}[1])
             + dot(w${r}[2], xb${t}[2]) + dot(w${r}[3], xb${t}[3])
@@ -200,14 +216,21 @@ fn matmul_rows(
 // The portable decode GEMV (one token) for rows of whole groups, every adapter: R rows per
 // workgroup, the row's 32-value groups split over the WG invocations (neighbouring invocations
 // read neighbouring 16-byte words), each group decoded by the same loaders as above, partial sums
-// reduced through workgroup memory (browsers have no subgroups).
-var<workgroup> red: array<f32, WG * R>;
+// reduced through workgroup memory (browsers have no subgroups). SG_REDUCE (GPUs with subgroups):
+// each subgroup first sums its lanes with subgroupAdd, so one barrier and one value per subgroup
+// replace the log2(WG)-step tree.
+var<workgroup> red: array<f32, WG * R>;  // (R, WG) partial sums; SG_REDUCE: (R, subgroups)
 
 @compute @workgroup_size(WG)
 fn matmul_splitk(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
+#ifdef SG_REDUCE
+    @builtin(subgroup_invocation_id) sl: u32,
+    @builtin(subgroup_id) sg: u32,
+    @builtin(num_subgroups) nsg: u32,
+#endif
 ) {
     let groups = p.k / 32u;
     let n0 = (wid.x + wid.y * nwg.x) * R;
@@ -226,6 +249,25 @@ fn matmul_splitk(
             + dot(w${r}[6], xv[6]) + dot(w${r}[7], xv[7]);
 #end
     }
+#ifdef SG_REDUCE
+#for r in R
+    let sum${r} = subgroupAdd(acc${r});
+#end
+    if (sl == 0u) {
+#for r in R
+        red[${r}u * WG + sg] = sum${r};
+#end
+    }
+    workgroupBarrier();
+    if (li < R && n0 + li < p.n) {
+        var total = 0.0;
+        for (var i = 0u; i < nsg; i++) {
+            total += red[li * WG + i];
+        }
+        let col = p.col0 + n0 + li;
+        y[col] = total + bias_at(col);
+    }
+#else
 #for r in R
     red[${r}u * WG + li] = acc${r};
 #end
@@ -242,5 +284,6 @@ fn matmul_splitk(
         let col = p.col0 + n0 + li;
         y[col] = red[li * WG] + bias_at(col);
     }
+#endif
 }
 #endif

@@ -22,6 +22,8 @@ cargo build --release --target wasm32-unknown-unknown --no-default-features \
 echo "wasm32 builds: ok"
 
 # The engine in headless Chromium through WebGPU (SwiftShader without a GPU): same code path.
+# The runner's default budget for the whole file is 20 s; SwiftShader compiles every kernel
+# variant on a busy 2-core machine (the file took 18-28 s there).
 export PATH="$HOME/.cargo/bin:$PATH"
 # The runner's default timeout (20 s for the whole file) is too short for SwiftShader on 2 busy
 # cores once the vision tower runs too.

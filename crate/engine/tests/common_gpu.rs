@@ -2,7 +2,7 @@
 //! count, max error and where.
 #![allow(dead_code)]
 
-use qoqmed_engine::gpu::{Gpu, Tuning, Weight, WeightFormat};
+use qoqmed_engine::gpu::{Gpu, Tensor, Tuning, Weight, WeightFormat, read_buffer};
 use qoqmed_engine::quant::{self, Planes};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -124,4 +124,33 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
         want[worst.0],
         worst.1
     );
+}
+
+pub const GUARD: f32 = 7.5;
+pub const GUARDS: usize = 37;
+
+/// An output tensor of `shape` filled with NaN (an unwritten value fails) and followed by guard
+/// values that must stay untouched.
+pub fn guarded(gpu: &Gpu, shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut init = vec![f32::NAN; n];
+    init.extend(std::iter::repeat_n(GUARD, GUARDS));
+    let t = Tensor::from_f32(gpu, &init, &[n + GUARDS], "guarded").unwrap();
+    Tensor {
+        buffer: t.buffer,
+        shape: shape.to_vec(),
+    }
+}
+
+/// The outputs of a [`guarded`] tensor, after checking that the guards behind them are untouched.
+pub fn read_guarded(gpu: &Gpu, t: &Tensor) -> Vec<f32> {
+    let n = t.numel();
+    let bytes = pollster::block_on(read_buffer(gpu, &t.buffer, 0, ((n + GUARDS) * 4) as u64));
+    let all: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes.unwrap());
+    assert!(
+        all[n..].iter().all(|&g| g == GUARD),
+        "guards overwritten: {:?}",
+        &all[n..]
+    );
+    all[..n].to_vec()
 }

@@ -193,6 +193,25 @@ fn rope_rotates_in_place_and_into_cache() {
     );
 }
 
+/// The adapter's attention, the portable one, and the portable one with its keys split over
+/// workgroups (flash-decoding with a merge pass) from 16 keys on, so small caches split too.
+fn attention_gpus() -> Vec<qoqmed_engine::gpu::Gpu> {
+    let mut all = gpus();
+    let mut split = gpu();
+    split.tuning = qoqmed_engine::gpu::Tuning::portable();
+    split.tuning.attention_split_keys = 16;
+    all.push(split);
+    all
+}
+
+fn variant(gpu: &qoqmed_engine::gpu::Gpu, hd: usize) -> String {
+    if gpu.tuning.attention_sg && hd.is_multiple_of(4) {
+        "subgroup kernel".into()
+    } else {
+        format!("tiled, split from {} keys", gpu.tuning.attention_split_keys)
+    }
+}
+
 /// (n_q, n_k, heads, kv_heads, head_dim)
 type AttnShape = (usize, usize, usize, usize, usize);
 
@@ -272,8 +291,8 @@ fn check_attention(
     let want = cpu_attention(&q, &kc, &vc, shape, keys);
     assert_close(
         &format!(
-            "attention {what} nq{n_q} nk{n_k} h{heads}/{kvh} hd{hd} subgroup kernel {}",
-            gpu.tuning.attention_sg
+            "attention {what} nq{n_q} nk{n_k} h{heads}/{kvh} hd{hd} {}",
+            variant(gpu, hd)
         ),
         &read(gpu, &out),
         &want,
@@ -286,8 +305,10 @@ fn check_attention(
 fn attention_causal_gqa_matches_cpu() {
     let mut rng = Rng::new(6);
     // (n_q, start, heads, kv_heads, head_dim, max_ctx): prefill, decode, >1 key tile, head_dim > WG,
-    // Qwen2.5-3B's and -7B's head grouping (8 and 7 query heads per KV head, head_dim 128).
-    for gpu in gpus() {
+    // Qwen2.5-3B's and -7B's head grouping (8 and 7 query heads per KV head, head_dim 128), blocks
+    // of query rows (n_q * group > 16 pairs) with partial last blocks, odd head_dim (6: value by
+    // value loads), decode over a cache long enough to split at the default 128 keys per split.
+    for gpu in attention_gpus() {
         for (n_q, start, heads, kvh, hd, max_ctx) in [
             (5, 0, 6, 2, 12, 8),
             (1, 4, 6, 3, 12, 8),
@@ -296,6 +317,9 @@ fn attention_causal_gqa_matches_cpu() {
             (7, 0, 3, 3, 6, 7),
             (2, 37, 16, 2, 128, 40),
             (1, 20, 14, 2, 128, 21),
+            (11, 3, 7, 1, 8, 17),
+            (1, 300, 14, 2, 128, 333),
+            (1, 290, 2, 2, 6, 291),
         ] {
             check_attention(
                 &gpu,
@@ -312,11 +336,15 @@ fn attention_causal_gqa_matches_cpu() {
 #[test]
 fn attention_segments_match_cpu() {
     let mut rng = Rng::new(61);
-    for gpu in gpus() {
+    for gpu in attention_gpus() {
         // Ragged segments as the vision tower's windows give them, one longer than a key tile (64),
-        // and an empty one; plus a single segment over everything (full-attention blocks).
-        let cases: [(&[usize], usize, usize, usize); 2] =
-            [(&[0, 5, 5, 21, 91, 97], 4, 2, 80), (&[0, 13], 2, 2, 16)];
+        // and an empty one; plus a single segment over everything (full-attention blocks), and a
+        // long one next to short ones (keys split at the default 128).
+        let cases: [(&[usize], usize, usize, usize); 3] = [
+            (&[0, 5, 5, 21, 91, 97], 4, 2, 80),
+            (&[0, 13], 2, 2, 16),
+            (&[0, 3, 290, 300], 2, 1, 12),
+        ];
         for (cu, heads, kvh, hd) in cases {
             let n = *cu.last().unwrap();
             let mut bounds = Vec::new();
@@ -350,10 +378,12 @@ fn attention_segments_match_cpu() {
 #[test]
 fn attention_lead_or_time_matches_cpu() {
     let mut rng = Rng::new(62);
-    for gpu in gpus() {
+    for gpu in attention_gpus() {
         // ECG-JEPA's mask on small grids; 2 x 70 gives each query 71 visible keys, more than one
         // key tile (64).
-        for (leads, patches, heads, hd) in [(3, 5, 2, 8), (8, 9, 4, 12), (2, 70, 2, 8)] {
+        for (leads, patches, heads, hd) in
+            [(3, 5, 2, 8), (8, 9, 4, 12), (2, 70, 2, 8), (12, 11, 2, 48)]
+        {
             let n = leads * patches;
             check_attention(
                 &gpu,
@@ -481,7 +511,7 @@ fn read_f16(gpu: &qoqmed_engine::gpu::Gpu, t: &Tensor) -> Vec<f32> {
 #[test]
 fn f16_cache_writes_and_attention_match_cpu() {
     let mut rng = Rng::new(9);
-    for gpu in gpus() {
+    for gpu in attention_gpus() {
         // rope_to_cache and copy into f16 caches, around untouched (zero) rows.
         let (n, heads, hd, max_ctx, start) = (3, 2, 16, 7, 2);
         let x = rng.vec(n * heads * hd, 1.0);
@@ -521,8 +551,11 @@ fn f16_cache_writes_and_attention_match_cpu() {
         );
 
         // Attention over f16 K/V equals the f64 reference on the same rounded values.
-        for (n_q, start, heads, kvh, hd, max_ctx) in [(3, 5, 6, 2, 16, 9), (1, 30, 16, 2, 128, 31)]
-        {
+        for (n_q, start, heads, kvh, hd, max_ctx) in [
+            (3, 5, 6, 2, 16, 9),
+            (1, 30, 16, 2, 128, 31),
+            (2, 40, 3, 3, 6, 45),
+        ] {
             let q = rng.vec(n_q * heads * hd, 2.0);
             let k = f16_round(&rng.vec(max_ctx * kvh * hd, 2.0));
             let v = f16_round(&rng.vec(max_ctx * kvh * hd, 1.0));
@@ -555,8 +588,8 @@ fn f16_cache_writes_and_attention_match_cpu() {
             });
             assert_close(
                 &format!(
-                    "attention f16 kv nq{n_q} h{heads}/{kvh} hd{hd} subgroup kernel {}",
-                    gpu.tuning.attention_sg
+                    "attention f16 kv nq{n_q} h{heads}/{kvh} hd{hd} {}",
+                    variant(&gpu, hd)
                 ),
                 &read(&gpu, &out),
                 &want,

@@ -7,7 +7,7 @@
 use qoqmed_engine::chat::Tokenizer;
 use qoqmed_engine::config::ModelConfig;
 use qoqmed_engine::generate::{GenerateOptions, generate, generate_after};
-use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, Weight, WeightFormat, ops};
+use qoqmed_engine::gpu::{Gpu, Recorder, Tensor, Tuning, Weight, WeightFormat, ops};
 use qoqmed_engine::model::{EcgEncoder, Injection, TextModel, VisionModel, rope};
 use qoqmed_engine::quant;
 use qoqmed_engine::sampler::SamplingParams;
@@ -147,63 +147,70 @@ async fn bf16_linear_matches_cpu_on_webgpu() {
 }
 
 /// Q8 and Q4 weights split into several parts (as a real vocabulary is on a 128 MiB binding) through
-/// the browser's kernels: linear (GEMV and GEMM) and the embedding gather.
+/// the browser's kernels: linear (GEMV and GEMM) and the embedding gather; with this adapter's
+/// kernels (on SwiftShader, a CPU: matmul_rows without subgroups) and the portable ones (a GPU's:
+/// split-K GEMV, tiled GEMM).
 #[wasm_bindgen_test]
 async fn quantized_split_weights_match_cpu_on_webgpu() {
-    let gpu = gpu().await;
-    // k = 160: five groups per row, past the narrow GEMV, so one token runs the split-K GEMV.
-    let (n, k) = (45, 160);
-    let x: Vec<f32> = (0..3 * k)
-        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
-        .collect();
-    let wv: Vec<f32> = (0..n * k)
-        .map(|i| ((i * 53 % 97) as f32 / 48.0) - 1.0)
-        .collect();
-    for format in [WeightFormat::Q8, WeightFormat::Q4] {
-        let planes = quant::quantize(format, &wv, k).unwrap();
-        let wd = quant::dequantize(format, &planes.values, planes.scales.as_deref(), k).unwrap();
-        let limit = (n * format.row_bytes(k) / 4) as u64;
-        let w = Weight::alloc_with_part_limit(&gpu, "w", format, &[n, k], limit).unwrap();
-        assert!(w.parts.len() >= 3, "{} parts", w.parts.len());
-        w.write_rows(&gpu, 0, &planes.values, planes.scales.as_deref())
-            .unwrap();
-        for rows in [1, 3] {
-            let xt = Tensor::from_f32(&gpu, &x[..rows * k], &[rows, k], "x").unwrap();
-            let y = Tensor::zeros(&gpu, &[rows, n], "y").unwrap();
-            let mut rec = Recorder::new(&gpu);
-            ops::linear(&mut rec, &xt, &w, None, &y).unwrap();
-            rec.submit().unwrap();
-            let got = y.to_vec(&gpu).await.unwrap();
-            for i in 0..rows {
-                for j in 0..n {
-                    let want: f32 = (0..k).map(|t| x[i * k + t] * wd[j * k + t]).sum();
-                    let g = got[i * n + j];
-                    assert!(
-                        (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                        "{format} y[{i},{j}] = {g}, want {want}"
-                    );
+    let mut gpu = gpu().await;
+    let native = gpu.tuning.clone();
+    for tuning in [native, Tuning::portable()] {
+        gpu.tuning = tuning;
+        // k = 160: five groups per row, past the narrow GEMV, so one token runs the split-K GEMV.
+        let (n, k) = (45, 160);
+        let x: Vec<f32> = (0..3 * k)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let wv: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 53 % 97) as f32 / 48.0) - 1.0)
+            .collect();
+        for format in [WeightFormat::Q8, WeightFormat::Q4] {
+            let planes = quant::quantize(format, &wv, k).unwrap();
+            let wd =
+                quant::dequantize(format, &planes.values, planes.scales.as_deref(), k).unwrap();
+            let limit = (n * format.row_bytes(k) / 4) as u64;
+            let w = Weight::alloc_with_part_limit(&gpu, "w", format, &[n, k], limit).unwrap();
+            assert!(w.parts.len() >= 3, "{} parts", w.parts.len());
+            w.write_rows(&gpu, 0, &planes.values, planes.scales.as_deref())
+                .unwrap();
+            for rows in [1, 3] {
+                let xt = Tensor::from_f32(&gpu, &x[..rows * k], &[rows, k], "x").unwrap();
+                let y = Tensor::zeros(&gpu, &[rows, n], "y").unwrap();
+                let mut rec = Recorder::new(&gpu);
+                ops::linear(&mut rec, &xt, &w, None, &y).unwrap();
+                rec.submit().unwrap();
+                let got = y.to_vec(&gpu).await.unwrap();
+                for i in 0..rows {
+                    for j in 0..n {
+                        let want: f32 = (0..k).map(|t| x[i * k + t] * wd[j * k + t]).sum();
+                        let g = got[i * n + j];
+                        assert!(
+                            (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "{format} y[{i},{j}] = {g}, want {want}"
+                        );
+                    }
                 }
             }
-        }
-        let ids: Vec<u32> = vec![0, 44, 11, 12, 30];
-        let ids_t = Tensor::from_f32(
-            &gpu,
-            &ids.iter().map(|&i| f32::from_bits(i)).collect::<Vec<_>>(),
-            &[ids.len()],
-            "ids",
-        )
-        .unwrap();
-        let out = Tensor::zeros(&gpu, &[ids.len(), k], "out").unwrap();
-        let mut rec = Recorder::new(&gpu);
-        ops::embedding(&mut rec, &ids_t.buffer, ids.len(), &w, &out).unwrap();
-        rec.submit().unwrap();
-        let got = out.to_vec(&gpu).await.unwrap();
-        for (t, &id) in ids.iter().enumerate() {
-            assert_eq!(
-                &got[t * k..][..k],
-                &wd[id as usize * k..][..k],
-                "{format} embedding row {id}"
-            );
+            let ids: Vec<u32> = vec![0, 44, 11, 12, 30];
+            let ids_t = Tensor::from_f32(
+                &gpu,
+                &ids.iter().map(|&i| f32::from_bits(i)).collect::<Vec<_>>(),
+                &[ids.len()],
+                "ids",
+            )
+            .unwrap();
+            let out = Tensor::zeros(&gpu, &[ids.len(), k], "out").unwrap();
+            let mut rec = Recorder::new(&gpu);
+            ops::embedding(&mut rec, &ids_t.buffer, ids.len(), &w, &out).unwrap();
+            rec.submit().unwrap();
+            let got = out.to_vec(&gpu).await.unwrap();
+            for (t, &id) in ids.iter().enumerate() {
+                assert_eq!(
+                    &got[t * k..][..k],
+                    &wd[id as usize * k..][..k],
+                    "{format} embedding row {id}"
+                );
+            }
         }
     }
 }
@@ -392,4 +399,130 @@ async fn ecg_prompt_greedy_ids_match_pytorch_on_webgpu() {
         .await
         .unwrap();
     assert_eq!(out.token_ids, want);
+}
+
+/// f64 softmax attention where query i sees the keys `keys(i)` lists: q (n_q, heads, hd), k and v
+/// (n_k, kv_heads, hd).
+fn cpu_attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    (n_q, heads, kvh, hd): (usize, usize, usize, usize),
+    keys: &dyn Fn(usize) -> Vec<usize>,
+) -> Vec<f32> {
+    let mut out = vec![0.0; n_q * heads * hd];
+    for i in 0..n_q {
+        let seen = keys(i);
+        for h in 0..heads {
+            let g = h / (heads / kvh);
+            let qv = &q[(i * heads + h) * hd..][..hd];
+            let s: Vec<f64> = seen
+                .iter()
+                .map(|&t| {
+                    let kv = &k[(t * kvh + g) * hd..][..hd];
+                    qv.iter()
+                        .zip(kv)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum::<f64>()
+                        / (hd as f64).sqrt()
+                })
+                .collect();
+            let m = s.iter().cloned().fold(f64::MIN, f64::max);
+            let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            for d in 0..hd {
+                let o: f64 = seen
+                    .iter()
+                    .zip(&e)
+                    .map(|(&t, e)| e * v[(t * kvh + g) * hd + d] as f64)
+                    .sum();
+                out[(i * heads + h) * hd + d] = (o / sum) as f32;
+            }
+        }
+    }
+    out
+}
+
+/// The portable attention in the browser: every mask, GQA, blocks of query rows, and keys split
+/// over workgroups with the merge pass (decode over 150 keys splits at the default 128 keys per
+/// split; the segment and lead/time cases split from 16 keys on). Few cases: every new variant is
+/// a shader compile, slow on SwiftShader, and the whole browser run shares one time budget.
+#[wasm_bindgen_test]
+async fn tiled_attention_masks_match_cpu_on_webgpu() {
+    let mut gpu = gpu().await;
+    // (n_q, n_k, heads, kv_heads, hd, mask, split_keys): mask 0 causal at start n_k - n_q,
+    // 1 two segments, 2 lead/time (n_q = leads x patches, 3 leads).
+    for (n_q, n_k, heads, kvh, hd, mask, split_keys) in [
+        (1, 150, 14, 2, 16, 0, 128),
+        (9, 40, 4, 2, 12, 0, 128),
+        (30, 30, 2, 1, 6, 1, 16),
+        (33, 33, 2, 2, 8, 2, 16),
+    ] {
+        gpu.tuning.attention_split_keys = split_keys;
+        let val = |n: usize, s: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i + s) * 7919 % 1013) as f32 / 506.0) - 1.0)
+                .collect()
+        };
+        let (q, k, v) = (
+            val(n_q * heads * hd, 1),
+            val(n_k * kvh * hd, 2),
+            val(n_k * kvh * hd, 3),
+        );
+        let qt = Tensor::from_f32(&gpu, &q, &[n_q, heads, hd], "q").unwrap();
+        let kt = Tensor::from_f32(&gpu, &k, &[n_k, kvh, hd], "k").unwrap();
+        let vt = Tensor::from_f32(&gpu, &v, &[n_k, kvh, hd], "v").unwrap();
+        let out = Tensor::from_f32(&gpu, &vec![f32::NAN; q.len()], &[n_q, heads, hd], "o").unwrap();
+        let cut = 11;
+        let bounds: Vec<f32> = (0..n_q)
+            .flat_map(|i| {
+                if i < cut {
+                    [0, cut as u32]
+                } else {
+                    [cut as u32, n_k as u32]
+                }
+            })
+            .map(f32::from_bits)
+            .collect();
+        let bt = Tensor::from_f32(&gpu, &bounds, &[n_q * 2], "bounds").unwrap();
+        let patches = n_q / 3;
+        let (m, keys): (ops::AttnMask, Box<dyn Fn(usize) -> Vec<usize>>) = match mask {
+            0 => {
+                let start = n_k - n_q;
+                (
+                    ops::AttnMask::Causal { start },
+                    Box::new(move |i| (0..=start + i).collect()),
+                )
+            }
+            1 => (
+                ops::AttnMask::Segments { bounds: &bt.buffer },
+                Box::new(move |i| {
+                    if i < cut {
+                        (0..cut).collect()
+                    } else {
+                        (cut..n_k).collect()
+                    }
+                }),
+            ),
+            _ => (
+                ops::AttnMask::LeadOrTime { leads: 3, patches },
+                Box::new(move |a| {
+                    (0..n_k)
+                        .filter(|b| a / patches == b / patches || a % patches == b % patches)
+                        .collect()
+                }),
+            ),
+        };
+        let mut rec = Recorder::new(&gpu);
+        ops::attention(&mut rec, &qt, &kt, &vt, m, &out).unwrap();
+        rec.submit().unwrap();
+        let got = out.to_vec(&gpu).await.unwrap();
+        let want = cpu_attention(&q, &k, &v, (n_q, heads, kvh, hd), &*keys);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-5 + 1e-5 * w.abs(),
+                "mask {mask} nq{n_q} nk{n_k} split from {split_keys}: out[{i}] = {g}, want {w}"
+            );
+        }
+    }
 }

@@ -54,6 +54,7 @@ pub struct Gpu {
     pub(crate) pipelines: PipelineCache,
     errors: Arc<Mutex<Vec<String>>>,
     arena: Mutex<Option<wgpu::Buffer>>,
+    scratch: Mutex<Option<wgpu::Buffer>>,
 }
 
 fn instance() -> wgpu::Instance {
@@ -155,6 +156,7 @@ impl Gpu {
             features,
             errors,
             arena: Mutex::new(None),
+            scratch: Mutex::new(None),
         })
     }
 
@@ -188,6 +190,36 @@ impl Gpu {
             mapped_at_creation: false,
         });
         *arena = Some(buf.clone());
+        Ok(buf)
+    }
+
+    /// A storage buffer of at least `size` bytes for an op's intermediate results (the split
+    /// attention's partial outputs), reused across ops and steps and grown (doubling) when one
+    /// needs more. Ops that share it in one command buffer run in dispatch order.
+    pub(crate) fn scratch(&self, size: u64) -> Result<wgpu::Buffer> {
+        let mut scratch = self
+            .scratch
+            .lock()
+            .map_err(|_| Error::Gpu("scratch buffer poisoned".into()))?;
+        if let Some(buf) = scratch.as_ref().filter(|b| b.size() >= size) {
+            return Ok(buf.clone());
+        }
+        if size > self.max_binding() {
+            return Err(Error::GpuLimit(format!(
+                "an op needs {size} bytes of scratch, above the adapter's {} byte binding limit",
+                self.max_binding()
+            )));
+        }
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("scratch"),
+            size: size
+                .next_power_of_two()
+                .max(64 * 1024)
+                .min(self.max_binding()),
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        *scratch = Some(buf.clone());
         Ok(buf)
     }
 

@@ -104,15 +104,24 @@ impl PipelineKey {
 
     /// `text` preprocessed with this key's defines (the kernel lab feeds shader files through it).
     pub fn source_of(&self, text: &str) -> Result<String> {
+        let defined = |n: &str| self.defines.iter().any(|(d, _)| *d == n);
+        let mut body = String::new();
+        preprocess(text, &defined, &mut body, &self.label())?;
+        // WGSL wants `enable` directives (e.g. `enable f16;`) before any declaration.
+        let (enables, rest): (Vec<&str>, Vec<&str>) = body
+            .lines()
+            .partition(|l| l.trim_start().starts_with("enable "));
         let mut out = String::new();
+        for line in enables {
+            out.push_str(line);
+            out.push('\n');
+        }
+        let body = rest.join("\n");
         for (name, v) in &self.defines {
             if let Some(v) = v {
                 out.push_str(&format!("const {name}: u32 = {v}u;\n"));
             }
         }
-        let defined = |n: &str| self.defines.iter().any(|(d, _)| *d == n);
-        let mut body = String::new();
-        preprocess(text, &defined, &mut body, &self.label())?;
         let value = |n: &str| {
             self.defines
                 .iter()

@@ -10,12 +10,25 @@ pub struct Tuning {
     pub cpu: bool,
     /// Smallest subgroup size, when the SUBGROUP feature is enabled.
     pub subgroup: Option<u32>,
-    /// Linear layers on `matmul_rows` (lanes over weight rows, x spread by subgroupBroadcast):
-    /// CPU adapters with subgroups of a multiple of 8 lanes.
+    /// Linear layers on `matmul_rows` (lanes over weight rows, no reductions, no barriers): CPU
+    /// adapters (lavapipe; SwiftShader in a browser).
     pub matmul_rows: bool,
+    /// matmul_rows spreads x with subgroupBroadcast (subgroups of a multiple of 8 lanes); without
+    /// it every lane reads x itself (5x faster than the portable GEMV on SwiftShader all the same).
+    pub rows_broadcast: bool,
     /// Attention as one 8-lane subgroup per (query, KV head) with vec4 loads and no barriers
     /// (`attention_sg`): CPU adapters with subgroups of a multiple of 8 lanes.
     pub attention_sg: bool,
+    /// The portable attention splits a block's keys over several workgroups (flash-decoding)
+    /// when too few workgroups would run, each split taking at least this many keys. Tests lower
+    /// it to split small caches.
+    pub attention_split_keys: u32,
+    /// The portable decode GEMV reduces through subgroups before workgroup memory: adapters with
+    /// subgroups that are not CPUs (CPU adapters run matmul_rows instead).
+    pub gemv_subgroup: bool,
+    /// The portable prefill GEMM holds its tiles in f16 and multiplies in f16 (sums stay f32):
+    /// adapters with shader-f16 that are not CPUs (a CPU converts f16 math to f32 anyway).
+    pub gemm_f16: bool,
 }
 
 impl Tuning {
@@ -28,8 +41,12 @@ impl Tuning {
         Self {
             cpu,
             subgroup,
-            matmul_rows: lanes8,
+            matmul_rows: cpu,
+            rows_broadcast: lanes8,
             attention_sg: lanes8,
+            attention_split_keys: 128,
+            gemv_subgroup: !cpu && subgroup.is_some(),
+            gemm_f16: !cpu && features.contains(wgpu::Features::SHADER_F16),
         }
     }
 
@@ -39,7 +56,11 @@ impl Tuning {
             cpu: false,
             subgroup: None,
             matmul_rows: false,
+            rows_broadcast: false,
             attention_sg: false,
+            attention_split_keys: 128,
+            gemv_subgroup: false,
+            gemm_f16: false,
         }
     }
 }

@@ -22,8 +22,19 @@ const VEC_WG: u32 = 64;
 const NARROW_K: usize = 128;
 const VEC_ROWS: u32 = 4;
 const MAT_TILE: u32 = 64;
+/// matmul_tiled: tokens and weight rows per invocation (the workgroup is 16 x 16; 4 or 8 each).
+const TILED_TM: u32 = 4;
+const TILED_TN: u32 = 8;
 /// matmul_rows: invocations per workgroup; each holds R weight rows for TM tokens.
 const ROWS_WG: u32 = 64;
+
+/// Whether matmul_rows runs `m` tokens on this adapter. Without the subgroup broadcast every lane
+/// loads x itself, which pays off in decode (SwiftShader in Chromium, q4 2048 x 2048 GEMV: 14 ms
+/// vs 83 ms split-K) but not in prefill, where its big unrolled tiles also take SwiftShader
+/// seconds to compile: prefill runs the tiled GEMM there (measured: docs/performance-notes.md).
+fn rows_for(tuning: &crate::gpu::Tuning, m: usize) -> bool {
+    tuning.matmul_rows && (tuning.rows_broadcast || m <= 4)
+}
 
 /// (R, TM) of the matmul_rows variant for `m` tokens over `n` rows: enough workgroups to keep
 /// every core busy in decode, a register tile that pays for its loads in prefill.
@@ -67,7 +78,8 @@ pub fn linear(
     bias: Option<&Weight>,
     y: &Tensor,
 ) -> Result<()> {
-    let rows_kernels = rec.gpu.tuning.matmul_rows;
+    let m = x.numel() / x.shape.last().copied().unwrap_or(1).max(1);
+    let rows_kernels = rows_for(&rec.gpu.tuning, m);
     linear_variant(rec, x, w, bias, y, rows_kernels)
 }
 
@@ -116,7 +128,7 @@ pub(crate) fn linear_variant(
             col0: u32_of("linear", part.rows.start)?,
             _pad: [0; 3],
         };
-        // CPU adapters with subgroups: matmul_rows; elsewhere GEMV for one token, tiled GEMM for more.
+        // CPU adapters: matmul_rows; elsewhere GEMV for one token, tiled GEMM for more.
         let (key, groups) = if rows_kernels && k.is_multiple_of(32) {
             let (r, tm) = rows_tile(m, rows);
             let key = PipelineKey::new(ShaderFamily::MatmulRows, "matmul_rows")
@@ -124,6 +136,11 @@ pub(crate) fn linear_variant(
                 .value("R", r)
                 .value("TM", tm)
                 .value("NW", 1);
+            let key = if rec.gpu.tuning.rows_broadcast {
+                key
+            } else {
+                key.flag("NO_SG")
+            };
             (
                 key,
                 [params.n.div_ceil(ROWS_WG * r), params.m.div_ceil(tm), 1],
@@ -134,6 +151,9 @@ pub(crate) fn linear_variant(
                 .value("WG", VEC_WG)
                 .value("R", VEC_ROWS)
                 .value("NW", 1);
+            let sg =
+                rec.gpu.tuning.gemv_subgroup && rec.gpu.features.contains(wgpu::Features::SUBGROUP);
+            let key = if sg { key.flag("SG_REDUCE") } else { key };
             (key, grid(params.n.div_ceil(VEC_ROWS), max))
         } else if m == 1 && k <= NARROW_K {
             let key =
@@ -146,6 +166,22 @@ pub(crate) fn linear_variant(
             let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_vec").flag("VEC");
             let key = key.value("WG", VEC_WG).value("ROWS", VEC_ROWS);
             (key, grid(params.n.div_ceil(VEC_ROWS), max))
+        } else if k.is_multiple_of(4) {
+            let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_tiled")
+                .flag("TILED")
+                .value("TM", TILED_TM)
+                .value("TN", TILED_TN)
+                .value("XV", TILED_TM / 4)
+                .value("WV", TILED_TN / 4);
+            let f16 =
+                rec.gpu.tuning.gemm_f16 && rec.gpu.features.contains(wgpu::Features::SHADER_F16);
+            let key = if f16 { key.flag("F16_MATH") } else { key };
+            let groups = [
+                params.n.div_ceil(16 * TILED_TN),
+                params.m.div_ceil(16 * TILED_TM),
+                1,
+            ];
+            (key, groups)
         } else {
             let key = PipelineKey::new(ShaderFamily::Matmul, "matmul_mat").flag("MAT");
             let groups = [params.n.div_ceil(MAT_TILE), params.m.div_ceil(MAT_TILE), 1];
@@ -194,7 +230,8 @@ pub fn gate_up_silu(
             ),
         ));
     };
-    if !same || !rec.gpu.tuning.matmul_rows || !k.is_multiple_of(32) {
+    let m = x.numel() / k.max(1);
+    if !same || !rows_for(&rec.gpu.tuning, m) || !k.is_multiple_of(32) {
         linear(rec, x, gate, None, gate_out)?;
         linear(rec, x, up, None, up_out)?;
         return super::silu_mul(rec, gate_out, up_out, out);
@@ -208,7 +245,6 @@ pub fn gate_up_silu(
             ),
         ));
     }
-    let m = x.numel() / k;
     expect("gate_up_silu", "out", &[out.numel()], &[m * n])?;
     for (pg, pu) in gate.parts.iter().zip(&up.parts) {
         let rows = pg.rows.len();
@@ -229,6 +265,11 @@ pub fn gate_up_silu(
             .value("TM", tm)
             .value("NW", 2)
             .flag("GATE_UP");
+        let key = if rec.gpu.tuning.rows_broadcast {
+            key
+        } else {
+            key.flag("NO_SG")
+        };
         let key = with_format(key, gate.format);
         let mut buffers = vec![
             (1, &x.buffer),
