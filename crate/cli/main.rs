@@ -4,8 +4,10 @@
 mod advantages;
 mod bench;
 mod ecg_plot;
+mod export;
 mod generate;
 mod preprocess;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +36,10 @@ enum Command {
     EcgPlot(ecg_plot::Args),
     /// Compute GRPO / DRPO advantages for groups of rollout rewards (JSON in, JSON out).
     Advantages(advantages::Args),
+    /// Fine-tune with DRPO / GRPO (burn on the GPU, rollouts from the engine; `train` feature).
+    Train(train::Args),
+    /// Merge a training run's checkpoint into a model folder `generate` loads (`train` feature).
+    Export(export::Args),
 }
 
 /// Mesa's Vulkan drivers print "error: XDG_RUNTIME_DIR is invalid" on headless machines (servers,
@@ -56,6 +62,8 @@ fn main() -> std::process::ExitCode {
         Command::Preprocess(args) => preprocess::run(args),
         Command::EcgPlot(args) => ecg_plot::run(args),
         Command::Advantages(args) => advantages::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
