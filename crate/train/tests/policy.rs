@@ -6,7 +6,7 @@
 //! | completion log-probs of transformers' greedy continuation (incl. M-RoPE deltas) | log_softmax of the goldens' per-step raw logits | 1e-4 |
 //! | LoRA with B = 0 vs the base | the same model without adapters | bit-identical |
 //! | loss value | the same objective in f64 on the host | 1e-5 relative |
-//! | gradient | central finite differences of the loss along random directions | 2e-2 relative |
+//! | gradient | central finite differences (eps 5e-4) of the loss along 3 random directions | 1e-2 relative |
 
 mod common;
 
@@ -32,19 +32,18 @@ fn prompt_inputs(policy: &Policy, prompts: &[(Vec<u32>, Vec<[u32; 3]>)]) -> Inpu
     Inputs::new(&seqs, policy.inv_freq(), policy.freq_axes()).unwrap()
 }
 
-/// Logits rows of golden `case` from a batched forward's row `b`.
-fn check_rows(model: &str, case: &str, logits: &[f32], inputs: &Inputs, b: usize, vocab: usize) {
+/// Checks golden `case`'s logits rows against the forward of batch row `b` of `x`.
+fn check_rows(policy: &Policy, model: &str, case: &str, x: &Inputs, b: usize) {
     let g = Golden::load(model, case);
     let (rows, _) = g.f32("logits_rows");
-    let index = g.i64("logits_row_index");
-    let mut ours = Vec::with_capacity(rows.len());
-    for &pos in &index {
-        let col = inputs.column(b, pos as usize);
-        let at = (b * inputs.len + col) * vocab;
-        ours.extend_from_slice(&logits[at..at + vocab]);
-    }
+    let cells: Vec<(usize, usize)> = g
+        .i64("logits_row_index")
+        .iter()
+        .map(|&pos| (b, x.column(b, pos as usize)))
+        .collect();
+    let ours = to_vec(policy.logits_at(x, Mode::POLICY, &cells)).unwrap();
     let worst = assert_close(&format!("{model}/{case} logits"), &ours, &rows, TOL, TOL);
-    eprintln!("{model}/{case}: max |burn - transformers| = {worst:.2e}");
+    eprintln!("{model}/{case} (batch row {b} of {}): max |burn - transformers| = {worst:.2e}", x.batch);
 }
 
 #[test]
@@ -55,8 +54,7 @@ fn logits_match_transformers_goldens() {
         ("tiny-small-vocab-untied", &["short"][..]),
         ("tiny-qwen-vocab", &["short", "qoq"][..]),
     ] {
-        let (policy, cfg) = load_policy(model, lora(0), &device);
-        let vocab = cfg.text.vocab_size;
+        let (policy, _) = load_policy(model, lora(0), &device);
         let prompts: Vec<(Vec<u32>, Vec<[u32; 3]>)> = cases
             .iter()
             .map(|c| {
@@ -67,14 +65,12 @@ fn logits_match_transformers_goldens() {
         // One at a time, then all in one left-padded batch (the padding must change nothing).
         for (k, case) in cases.iter().enumerate() {
             let x = prompt_inputs(&policy, &prompts[k..k + 1]);
-            let logits = to_vec(policy.logits(&x, Mode::POLICY)).unwrap();
-            check_rows(model, case, &logits, &x, 0, vocab);
+            check_rows(&policy, model, case, &x, 0);
         }
         if cases.len() > 1 {
             let x = prompt_inputs(&policy, &prompts);
-            let logits = to_vec(policy.logits(&x, Mode::POLICY)).unwrap();
             for (b, case) in cases.iter().enumerate() {
-                check_rows(model, case, &logits, &x, b, vocab);
+                check_rows(&policy, model, case, &x, b);
             }
         }
     }
@@ -148,8 +144,9 @@ fn lora_with_zero_b_is_exactly_the_base() {
     let (mut adapted, _) = load_policy(model, lora(8), &device);
     let g = Golden::load(model, "medium");
     let x = prompt_inputs(&base, &[(g.ids(), g.positions())]);
-    let reference = to_vec(base.logits(&x, Mode::POLICY)).unwrap();
-    let with_adapters = to_vec(adapted.logits(&x, Mode::POLICY)).unwrap();
+    let cells: Vec<(usize, usize)> = (0..x.len).map(|c| (0, c)).collect();
+    let reference = to_vec(base.logits_at(&x, Mode::POLICY, &cells)).unwrap();
+    let with_adapters = to_vec(adapted.logits_at(&x, Mode::POLICY, &cells)).unwrap();
     assert!(
         reference == with_adapters,
         "rank-8 LoRA with B = 0 changed the logits"
@@ -167,14 +164,14 @@ fn lora_with_zero_b_is_exactly_the_base() {
     assert!(merged == plain, "merging a zero adapter changed the weight");
     // A nonzero adapter must change them (the check above can fail), and REFERENCE drops it.
     randomise_adapters(&mut adapted, 1, 0.05);
-    let changed = to_vec(adapted.logits(&x, Mode::POLICY)).unwrap();
+    let changed = to_vec(adapted.logits_at(&x, Mode::POLICY, &cells)).unwrap();
     let max = changed
         .iter()
         .zip(&reference)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f32::max);
     assert!(max > 1e-2, "a random adapter moved the logits by only {max}");
-    let without = to_vec(adapted.logits(&x, Mode::REFERENCE)).unwrap();
+    let without = to_vec(adapted.logits_at(&x, Mode::REFERENCE, &cells)).unwrap();
     assert!(without == reference, "Mode::REFERENCE must ignore the adapters");
 }
 
@@ -217,7 +214,22 @@ fn loss_case(policy: &Policy) -> LossCase {
         let u = (rng.next_u64() % 1000) as f32 / 1000.0 - 0.5;
         v + u * spread
     };
-    let old: Vec<f32> = current.iter().map(|&v| jitter(&mut rng, v, 0.6)).collect();
+    let kinks = [0.8f32.ln(), 1.3f32.ln()];
+    let old: Vec<f32> = current
+        .iter()
+        .map(|&v| {
+            let mut o = jitter(&mut rng, v, 1.2);
+            // Keep log-ratios away from the clip kinks, where finite differences are meaningless.
+            while kinks.iter().any(|k| (v - o - k).abs() < 0.05) {
+                o += 0.05;
+            }
+            o
+        })
+        .collect();
+    let mut old = old;
+    // Sequence 1 has a negative advantage: one of its tokens gets ratio e^1.5 > 3, the dual clip.
+    let c = inputs.completion_len;
+    old[c] = current[c] - 1.5;
     let reference: Vec<f32> = current.iter().map(|&v| jitter(&mut rng, v, 1.0)).collect();
     LossCase {
         inputs,
@@ -272,8 +284,10 @@ fn loss_and_gradient_match_the_host_objective_and_finite_differences() {
         (value - host).abs() <= 1e-5 * host.abs().max(1.0),
         "loss {value} vs host {host}"
     );
-    assert!(stats.clip_frac_high > 0.0 || stats.clip_frac_low > 0.0, "{stats:?}: no clipping exercised");
-    assert!(stats.clip_frac_high < 1.0, "{stats:?}");
+    eprintln!("{stats:?}");
+    // Both clips bite on some tokens and not on others: every branch of the objective is in play.
+    assert!(stats.clip_frac_high > 0.0 && stats.clip_frac_high < 1.0, "{stats:?}");
+    assert!(stats.clip_frac_low > 0.0, "{stats:?}: the dual clip never bites");
 
     // Autodiff gradient, flattened per trainable tensor (same order as trainable_tensors()).
     let grads = burn::optim::GradientsParams::from_grads(total.backward(), &policy.net);
@@ -295,7 +309,7 @@ fn loss_and_gradient_match_the_host_objective_and_finite_differences() {
 
     // Central differences along random directions: (L(θ + εu) - L(θ - εu)) / 2ε = <∇L, u>.
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let eps = 2e-3f32;
+    let eps = 5e-4f32;
     for trial in 0..3 {
         let dir: Vec<Vec<f32>> = params
             .iter()
@@ -319,6 +333,6 @@ fn loss_and_gradient_match_the_host_objective_and_finite_differences() {
         let numeric = (shifted(1.0) - shifted(-1.0)) / (2.0 * eps as f64);
         let rel = (numeric - analytic).abs() / analytic.abs().max(1e-3);
         eprintln!("direction {trial}: autodiff {analytic:.6e}, finite differences {numeric:.6e}, rel {rel:.2e}");
-        assert!(rel < 2e-2, "direction {trial}: autodiff {analytic} vs FD {numeric}");
+        assert!(rel < 1e-2, "direction {trial}: autodiff {analytic} vs FD {numeric}");
     }
 }

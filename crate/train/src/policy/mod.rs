@@ -21,6 +21,9 @@ use rand_core::{RngCore, SeedableRng};
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 
+/// Largest logits block one head matmul produces (see [`Policy::log_probs`]).
+pub const LOGITS_CHUNK_BYTES: usize = 64 << 20;
+
 #[derive(Module, Debug)]
 pub struct Layer {
     pub input_layernorm: Param<Tensor<1>>,          // (hidden)
@@ -314,33 +317,51 @@ impl Policy {
         }
     }
 
-    /// Logits at every position: (b, n, vocab). Parity tests; training uses [`Self::log_probs`].
-    pub fn logits(&self, inputs: &Inputs, mode: Mode) -> Tensor<3> {
+    /// Logits at the given (sequence, column) cells: (cells, vocab). Parity tests and tools;
+    /// training uses [`Self::log_probs`].
+    pub fn logits_at(&self, inputs: &Inputs, mode: Mode, cells: &[(usize, usize)]) -> Tensor<2> {
         let x = self.hidden(inputs, mode);
-        self.project(x)
+        let [b, n, h] = x.dims();
+        let device = x.device();
+        let rows: Vec<i32> = cells.iter().map(|&(i, col)| (i * n + col) as i32).collect();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(rows, [cells.len()]), &device);
+        let x = x.reshape([b * n, h]).select(0, idx);
+        self.head_rows(x)
     }
 
-    fn project(&self, x: Tensor<3>) -> Tensor<3> {
-        let [b, n, h] = x.dims();
-        let x = rms_norm(x, &self.net.norm, self.cfg.rms_norm_eps as f64).reshape([b * n, h]);
+    /// Final norm and lm_head of (rows, hidden) -> (rows, vocab).
+    fn head_rows(&self, x: Tensor<2>) -> Tensor<2> {
+        let [m, h] = x.dims();
+        let x = rms_norm(x.reshape([1, m, h]), &self.net.norm, self.cfg.rms_norm_eps as f64)
+            .reshape([m, h]);
         x.matmul(self.head().transpose())
-            .reshape([b, n, self.cfg.vocab_size])
     }
 
     /// Log-probabilities of the completion tokens under logits / `temperature`: (b, completion
-    /// len). Only the completion positions go through the final norm and the head.
+    /// len). Only the completion positions go through the final norm and the head, in chunks of
+    /// rows whose logits stay under [`LOGITS_CHUNK_BYTES`] (the full vocabulary is 0.6 MB per
+    /// row, and adapters cap a storage binding at 128 MiB - 4 GiB).
     pub fn log_probs(&self, inputs: &Inputs, mode: Mode, temperature: f32) -> Tensor<2> {
         let x = self.hidden(inputs, mode);
         let device = x.device();
-        let (b, c) = (inputs.batch, inputs.completion_len);
-        let x = x.narrow(1, inputs.len - c, c);
-        let mut logits = self.project(x);
-        if temperature != 1.0 {
-            logits = logits.div_scalar(temperature as f64);
-        }
+        let (b, c, h) = (inputs.batch, inputs.completion_len, self.cfg.hidden_size);
+        let x = x.narrow(1, inputs.len - c, c).reshape([b * c, h]);
         let targets =
-            Tensor::<3, Int>::from_data(TensorData::new(inputs.targets.clone(), [b, c, 1]), &device);
-        log_softmax(logits, 2).gather(2, targets).reshape([b, c])
+            Tensor::<2, Int>::from_data(TensorData::new(inputs.targets.clone(), [b * c, 1]), &device);
+        let per_chunk = (LOGITS_CHUNK_BYTES / (4 * self.cfg.vocab_size)).max(1);
+        let mut parts = Vec::new();
+        let mut start = 0;
+        while start < b * c {
+            let rows = per_chunk.min(b * c - start);
+            let mut logits = self.head_rows(x.clone().narrow(0, start, rows));
+            if temperature != 1.0 {
+                logits = logits.div_scalar(temperature as f64);
+            }
+            let t = targets.clone().narrow(0, start, rows);
+            parts.push(log_softmax(logits, 1).gather(1, t));
+            start += rows;
+        }
+        Tensor::cat(parts, 0).reshape([b, c])
     }
 
     /// Names of every language-model tensor as the engine loads them (`model.*`, `lm_head.weight`
