@@ -153,11 +153,11 @@ fn export_loads_and_generates() {
         "exported in the base dtype"
     );
 
-    let gen = run(qoqmed()
+    let generated = run(qoqmed()
         .args(["generate", "--model"])
         .arg(&model)
         .args(["--prompt", "What does this ECG show?", "--max-new-tokens", "8", "--temperature", "0", "--json"]));
-    let text = String::from_utf8(gen.stdout).unwrap();
+    let text = String::from_utf8(generated.stdout).unwrap();
     let json: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert!(json["token_ids"].as_array().is_some_and(|t| !t.is_empty()), "{json}");
 }

@@ -2,7 +2,7 @@
 //! importance ratio exp(burn - engine) is only honest if they agree. The policy carries a random
 //! nonzero LoRA adapter, so this also checks the merged working copy the engine runs.
 //!
-//! Tolerance: 2e-4 absolute per token log-prob (both f32; the engine's and burn's matmuls sum in
+//! Tolerance: 5e-5 absolute per token log-prob (observed 9e-6; both f32, the matmuls sum in
 //! different orders, each within 1e-4 of transformers on the logits).
 
 mod common;
@@ -15,7 +15,7 @@ use qoqmed_train::step::{Sample, score};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
-const TOL: f32 = 2e-4;
+const TOL: f32 = 5e-5;
 
 #[test]
 fn engine_and_burn_log_probs_agree_on_sampled_completions() {
