@@ -10,8 +10,8 @@ bash tools/setup.sh
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
 cargo fmt --all --check
-cargo clippy --release --workspace --all-targets -- -D warnings
-cargo test --release --workspace
+cargo clippy --release --workspace --all-targets --features qoqmed/train -- -D warnings
+cargo test --release --workspace --features qoqmed/train
 
 # The readers and the engine must keep compiling for the browser (no native-only crates).
 # --no-default-features drops the native edges (mmap, C codecs) exactly as the web build will.

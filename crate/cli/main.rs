@@ -6,10 +6,12 @@ mod bench;
 mod bench_copy;
 mod bench_vision;
 mod ecg_plot;
+mod export;
 mod generate;
 mod preprocess;
 mod quantize;
 mod serve;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +46,10 @@ enum Command {
     Serve(serve::Args),
     /// Compute GRPO / DRPO advantages for groups of rollout rewards (JSON in, JSON out).
     Advantages(advantages::Args),
+    /// Fine-tune with DRPO / GRPO (burn on the GPU, rollouts from the engine; `train` feature).
+    Train(train::Args),
+    /// Merge a training run's checkpoint into a model folder `generate` loads (`train` feature).
+    Export(export::Args),
 }
 
 /// A progress bar for loading weights, on stderr when it is a terminal (never with --json).
@@ -93,6 +99,8 @@ fn main() -> std::process::ExitCode {
         Command::EcgPlot(args) => ecg_plot::run(args),
         Command::Advantages(args) => advantages::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

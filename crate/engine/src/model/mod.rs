@@ -2,9 +2,9 @@
 //! `time_series_embedding.*` (ECG encoder) arrives with its issue. [`inject`] puts their outputs
 //! into the prompt.
 
-pub mod memory;
 pub mod ecg;
 pub mod inject;
+pub mod memory;
 pub mod rope;
 pub mod text;
 pub mod vision;

@@ -186,7 +186,16 @@ impl TextModel {
         logits: Logits,
         taps: Option<&mut Vec<(String, Tensor)>>,
     ) -> Result<Tensor> {
-        self.forward_ids(rec, session, Some(ids), ids.len(), positions, logits, taps, &[])
+        self.forward_ids(
+            rec,
+            session,
+            Some(ids),
+            ids.len(),
+            positions,
+            logits,
+            taps,
+            &[],
+        )
     }
 
     /// [`forward`](Self::forward) with the embeddings of some prompt positions replaced by rows of
