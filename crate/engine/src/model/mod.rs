@@ -1,5 +1,5 @@
 //! The model, mirroring the checkpoint: `model.*` + `lm_head` -> [`text`]; `visual.*` -> [`vision`];
-//! `time_series_embedding.*` (ECG encoder) arrives with its issue. [`inject`] puts their outputs
+//! `time_series_embedding.*` -> [`ecg`] (QoQ-Med-Omni's ECG encoder). [`inject`] puts their outputs
 //! into the prompt.
 
 pub mod ecg;
