@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use qoqmed_engine::chat::Instruction;
 use qoqmed_engine::gpu::Gpu;
+use qoqmed_imaging::PixelRange;
 use qoqmed_pipeline::{Answer, EcgInput, InputFile, MAX_ECGS, Model, ModelFiles, Request, run};
 
 fn fixtures() -> PathBuf {
@@ -105,6 +106,26 @@ fn text_only_and_two_ecg_prompts_give_the_reference_ids() {
         ecg(&["waveform_ecg_variant.dcm"]),
     ];
     check(&model, "two_ecgs", &request("two_ecgs", two), "two ECGs");
+}
+
+/// Images first, then the text, then the ECG token (QoQ-Med's order): the vision tower's features
+/// and the ECG vector injected into one prompt. The golden fed transformers the plain processor's
+/// pixels (the image's sides are multiples of 28, so no resize), hence `PixelRange::Model`.
+#[test]
+fn image_text_and_ecg_prompt_gives_the_reference_ids() {
+    let model = load(files("tiny-omni")).unwrap();
+    assert!(model.vision.is_some(), "tiny-omni carries a vision tower");
+    let image = "levels_m28_336x252_qoq.png";
+    let mut req = request("image_ecg", vec![ecg(&["waveform_ecg.dcm"])]);
+    req.images = vec![InputFile {
+        name: image.to_string(),
+        bytes: std::fs::read(fixtures().join("images").join(image)).unwrap(),
+    }];
+    req.pixel_range = PixelRange::Model;
+    check(&model, "image_ecg", &req, "image + text + ECG");
+    let a = answer(&model, &req).unwrap();
+    assert!(a.timings.vision_s > 0.0, "vision_s");
+    assert_eq!(a.images.len(), 1, "one image frame reported");
 }
 
 #[test]

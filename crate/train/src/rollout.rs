@@ -175,7 +175,9 @@ impl Engine {
             logit_bias: vec![(self.config.image_token_id, -100.0)],
             max_context: prompt.ids.len() + params.max_new_tokens,
             prefill_chunk: 512,
+            // The old log-probs of the ratio come from the logits that sampled each token.
             keep_logits: true,
+            ..GenerateOptions::default()
         };
         let out = pollster::block_on(generate(
             &self.gpu,
