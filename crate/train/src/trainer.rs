@@ -194,7 +194,7 @@ impl Trainer {
         while self.step < self.cfg.steps {
             let m = self.train_step()?;
             on_step(&m);
-            if self.step % self.cfg.checkpoint_every == 0 || self.step == self.cfg.steps {
+            if self.step.is_multiple_of(self.cfg.checkpoint_every) || self.step == self.cfg.steps {
                 self.checkpoint()?;
             }
         }

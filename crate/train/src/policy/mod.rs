@@ -20,6 +20,7 @@ use rand_core::{RngCore, SeedableRng};
 
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
+use crate::tensors::NamedF32;
 
 /// Largest logits block one head matmul produces (see [`Policy::log_probs`]).
 pub const LOGITS_CHUNK_BYTES: usize = 64 << 20;
@@ -442,7 +443,7 @@ impl Policy {
     }
 
     /// Every tensor of [`Self::tensor_names`], merged: what the engine runs for this policy.
-    pub fn merged_tensors(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn merged_tensors(&self) -> Result<Vec<NamedF32>> {
         let mut out = Vec::new();
         for name in self.tensor_names() {
             let (shape, values) = self
@@ -472,7 +473,7 @@ impl Policy {
     /// The trainable tensors by name: LoRA factors under PEFT's names
     /// (`base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight`, A (rank, in), B (out,
     /// rank)), or for a full fine-tune every language-model tensor under its checkpoint name.
-    pub fn trainable_tensors(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn trainable_tensors(&self) -> Result<Vec<NamedF32>> {
         if self.lora.rank == 0 {
             return self.merged_tensors();
         }
