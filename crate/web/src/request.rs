@@ -4,7 +4,7 @@
 use qoqmed_engine::chat::Instruction;
 use qoqmed_engine::generate::{GenerateOptions, generate};
 use qoqmed_engine::model::rope;
-use qoqmed_imaging::PixelRange;
+use qoqmed_imaging::{PixelRange, Window};
 use qoqmed_pipeline::{EcgInput, InputFile, Model, Request};
 use serde::Deserialize;
 
@@ -38,6 +38,18 @@ pub struct WebRequest {
     pub seed: Option<u64>,
     #[serde(default)]
     pub ecg_rate_hz: Option<f64>,
+    /// VOI window `[center, width]` for DICOM / NIfTI grey levels (`--window C,W`).
+    #[serde(default)]
+    pub window: Option<[f64; 2]>,
+}
+
+/// `pixel_range` as the page and links spell it.
+pub fn pixel_range(v: Option<&str>) -> Result<PixelRange, String> {
+    match v {
+        None | Some("qoq") => Ok(PixelRange::Qoq),
+        Some("model") => Ok(PixelRange::Model),
+        Some(other) => Err(format!("pixel_range {other:?}: use qoq or model")),
+    }
 }
 
 /// Prompt tokens per prefill submission in the browser: short GPU jobs keep the page responsive
@@ -57,11 +69,12 @@ impl WebRequest {
             .unwrap_or("qoq")
             .parse()
             .map_err(|e: qoqmed_engine::Error| e.to_string())?;
-        let pixel_range = match self.pixel_range.as_deref() {
-            None | Some("qoq") => PixelRange::Qoq,
-            Some("model") => PixelRange::Model,
-            Some(other) => return Err(format!("pixel_range {other:?}: use qoq or model")),
-        };
+        let pixel_range = pixel_range(self.pixel_range.as_deref())?;
+        let window = self
+            .window
+            .map(|[c, w]| Window::new(c, w))
+            .transpose()
+            .map_err(|e| e.to_string())?;
         if self.prompt.trim().is_empty() {
             return Err("the question is empty; type a question".into());
         }
@@ -73,7 +86,7 @@ impl WebRequest {
             images,
             pixel_range,
             frames: self.frames.unwrap_or(d.frames),
-            window: None,
+            window,
             ecgs: ecgs.into_iter().map(|files| EcgInput { files }).collect(),
             ecg_rate_hz: self.ecg_rate_hz,
             max_new_tokens: self.max_new_tokens.unwrap_or(d.max_new_tokens),
