@@ -16,6 +16,9 @@ const CT = path.join(FIX, 'images/dicom/CT_small.dcm');
 const CXR = path.join(FIX, 'images/dicom/CR_RG1_every4th.dcm');
 const HEA = path.join(FIX, 'ecg/waveform_ecg_16.hea');
 const DAT = path.join(FIX, 'ecg/waveform_ecg_16.dat');
+const NII = path.join(FIX, 'images/nifti/anatomical.nii');
+const SLICES = ['expected_anatomical_n2_z0.png', 'expected_anatomical_n2_z24.png', 'expected_anatomical_n4_z8.png']
+  .map((f) => path.join(FIX, 'images/nifti', f));
 const PROMPT = 'What does this study show?';
 const N = 8;
 const WINDOW = '40,400';
@@ -24,7 +27,7 @@ let browser, server, px, base;
 before(async () => {
   server = await h.serve(MODEL);
   px = await h.proxy(server.port);
-  for (const f of [CT, CXR, HEA, DAT]) px.cases.set(`/case/${path.basename(f)}`, f);
+  for (const f of [CT, CXR, HEA, DAT, ...SLICES]) px.cases.set(`/case/${path.basename(f)}`, f);
   base = `http://127.0.0.1:${px.port}/`;
   browser = await h.launch();
 });
@@ -162,5 +165,52 @@ test('a known answer: its boxes are drawn over the image by the page (docs/web-b
   assert.equal(await page.isVisible('#think'), true);
   fs.mkdirSync(path.join(h.ROOT, 'web/test-results'), { recursive: true });
   await page.screenshot({ path: path.join(h.ROOT, 'web/test-results/web-boxes.png'), fullPage: true });
+  await ctx.close();
+});
+
+test('a NIfTI volume: the slider shows each sampled slice as the readers decode it (within one grey level of nibabel)', async () => {
+  const { ctx } = await h.context(browser);
+  const page = await ctx.newPage();
+  await page.goto(base);
+  await page.waitForFunction(() => document.getElementById('version').textContent !== '', null, { timeout: 60_000 });
+  await page.setInputFiles('#pick-image', NII);
+  await page.waitForSelector('#inputs-list img.thumb');
+  /** The grey levels of an image URL (the first channel of each pixel), with its size. */
+  const grey = (url) => page.evaluate(async (u) => {
+    const img = new Image();
+    img.src = u;
+    await img.decode();
+    const c = Object.assign(document.createElement('canvas'), { width: img.naturalWidth, height: img.naturalHeight });
+    const g = c.getContext('2d');
+    g.drawImage(img, 0, 0);
+    const d = g.getImageData(0, 0, c.width, c.height).data;
+    return { w: c.width, h: c.height, v: Array.from(d.filter((_, i) => i % 4 === 0)) };
+  }, url);
+  const shown = async () => grey(await page.getAttribute('#inputs-list img.thumb', 'src'));
+  const expected = (i) => grey(`${base}case/${path.basename(SLICES[i])}`);
+  const slide = (v) => page.evaluate((x) => {
+    const s = document.querySelector('#inputs-list input.slices');
+    s.value = String(x);
+    s.dispatchEvent(new Event('input'));
+  }, v);
+  // Within one grey level of the nibabel pictures, the readers' own tolerance (dicom_nifti.rs).
+  const same = (got, want, what) => {
+    assert.deepEqual([got.w, got.h], [want.w, want.h], what);
+    const diff = got.v.reduce((m, x, i) => Math.max(m, Math.abs(x - want.v[i])), 0);
+    assert.ok(diff <= 1, `${what}: max diff ${diff}`);
+  };
+  // Two sampled slices (the default): z = 0 and 24, the CLI readers' expected pictures.
+  assert.equal(await page.getAttribute('#inputs-list input.slices', 'max'), '1');
+  same(await shown(), await expected(0), 'slice 0 of 2');
+  await slide(1);
+  same(await shown(), await expected(1), 'slice 1 of 2');
+  assert.notDeepEqual(await expected(0), await expected(1));
+  // Four slices: the previews are decoded again (z = 0, 8, 16, 24).
+  await page.click('text=Settings');
+  await page.fill('#frames', '4');
+  await page.locator('#frames').dispatchEvent('change');
+  await page.waitForFunction(() => document.querySelector('#inputs-list input.slices')?.max === '3', null, { timeout: 30_000 });
+  await slide(1);
+  same(await shown(), await expected(2), 'slice 1 of 4');
   await ctx.close();
 });
