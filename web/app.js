@@ -12,7 +12,8 @@ const html = document.documentElement;
 const PARAMS = {
   model: 'url', image: 'urls', ecg: 'urls', prompt: 'text', instruction: ['qoq', 'none'],
   pixel_range: ['qoq', 'model'], temperature: 'float', repetition_penalty: 'float',
-  max_new_tokens: 'int', frames: 'int', autorun: ['0', '1'], reveal: ['manual', 'auto'],
+  max_new_tokens: 'int', frames: 'int', window: 'window', ecg_rate: 'float', autorun: ['0', '1'],
+  reveal: ['manual', 'auto'],
 };
 
 /** The link's parameters, checked. Anything it cannot honour is an error, not ignored. */
@@ -39,6 +40,12 @@ export function parseLink(search) {
       const x = Number(v);
       if (!Number.isInteger(x) || x < 1) throw new Error(`${key}=${v}: expected a whole number >= 1`);
       out[key] = x;
+    } else if (kind === 'window') {
+      const [c, w, extra] = v.split(',').map((x) => (x.trim() === '' ? NaN : Number(x)));
+      if (extra !== undefined || !Number.isFinite(c) || !Number.isFinite(w) || w <= 0) {
+        throw new Error(`window=${v}: expected CENTER,WIDTH (numbers, width > 0), e.g. window=40,400`);
+      }
+      out[key] = [c, w];
     } else if (kind === 'urls') {
       out[key] = all.map((u) => new URL(u, location.href).href);
     } else if (kind === 'url') {
@@ -49,6 +56,7 @@ export function parseLink(search) {
   }
   if (out.frames != null && out.frames > 4) throw new Error(`frames=${out.frames}: at most 4 images per prompt`);
   if (out.repetition_penalty === 0) throw new Error('repetition_penalty=0: use 1 for off');
+  if (out.ecg_rate === 0) throw new Error('ecg_rate=0: give the CSV sampling rate in Hz');
   return out;
 }
 
@@ -78,7 +86,9 @@ const pending = new Map();
 let lastModel = null; // {kind: 'url'|'files', value} to reload after a crash
 let modelInfo = null;
 let gpuLimits = null;
-const inputs = { images: [], ecgs: [] }; // in memory only, never stored
+// In memory only, never stored. images: [{name, file, previews: [{name, url, width, height}],
+// slice}]; ecgs: records [{stem, files: [File], plot: url|null, note}], a WFDB .hea + .dat as one.
+const inputs = { images: [], ecgs: [] };
 
 function startWorker() {
   // A blob: worker inherits the page's CSP (a worker from a URL gets only its own response's
@@ -237,57 +247,150 @@ async function refreshCache() {
 }
 
 // ---------------------------------------------------------------- inputs
+const isEcgName = (n) => /\.(hea|dat|csv|xml)$/i.test(n);
+const stemOf = (n) => (/\.(hea|dat)$/i.test(n) ? n.replace(/\.(hea|dat)$/i, '') : n);
+
+/** The image options of the form: sampled slices and the VOI window (both or neither). */
+function imageOptions() {
+  const frames = Number($('frames').value) || 2;
+  const c = $('window-center').value.trim();
+  const w = $('window-width').value.trim();
+  if ((c === '') !== (w === '')) throw new Error('the window needs both its center and its width');
+  const win = c === '' ? null : [Number(c), Number(w)];
+  if (win && !(Number.isFinite(win[0]) && win[1] > 0)) throw new Error('the window width must be > 0');
+  return { frames, window: win };
+}
+
+/** Decodes an image with the engine's readers as the model will see it (slices, window). */
+async function decodeImage(file) {
+  const { frames, window } = imageOptions();
+  const decoded = await call('read-image', { file, frames, window });
+  return decoded.map((d) => ({
+    name: d.label, width: d.width, height: d.height,
+    url: URL.createObjectURL(new Blob([d.png], { type: 'image/png' })),
+  }));
+}
+
 /** Adds picked or dropped files. Images are decoded by the engine's readers first (as the model
- *  will see them): a damaged file is refused with the reader's message, the rest stay usable. */
+ *  will see them): a damaged file is refused with the reader's message, the rest stay usable.
+ *  ECG files are grouped into records and shown as the 12-lead plot. */
 async function addInputs(files, kind) {
   for (const f of files) {
-    const isEcg = kind === 'ecg' || (kind !== 'image' && /\.(hea|dat|csv|xml)$/i.test(f.name));
+    const isEcg = kind === 'ecg' || (kind !== 'image' && isEcgName(f.name));
     if (isEcg) {
-      inputs.ecgs.push({ name: f.name, file: f });
+      const stem = stemOf(f.name);
+      let rec = inputs.ecgs.find((r) => r.stem === stem && /\.(hea|dat)$/i.test(f.name));
+      if (!rec) inputs.ecgs.push(rec = { stem, files: [], plot: null, note: '' });
+      rec.files = [...rec.files.filter((x) => x.name !== f.name), f];
       continue;
     }
     try {
-      const frames = linkImageOptions.frames ?? 2;
-      const decoded = await call('read-image', { file: f, frames });
-      const previews = decoded.map((d) => ({
-        name: d.label, width: d.width, height: d.height,
-        url: URL.createObjectURL(new Blob([d.png], { type: 'image/png' })),
-      }));
-      inputs.images.push({ name: f.name, file: f, previews });
+      inputs.images.push({ name: f.name, file: f, previews: await decodeImage(f), slice: 0 });
     } catch (e) {
       showMessage(`${f.name} cannot be used: ${e.message}`);
     }
   }
+  await plotEcgs();
   renderInputs();
 }
 
+/** Re-decodes the images after the slices or window changed (the previews show what the model gets). */
+async function redecodeImages() {
+  try {
+    for (const x of inputs.images) {
+      const previews = await decodeImage(x.file);
+      for (const p of x.previews) URL.revokeObjectURL(p.url);
+      x.previews = previews;
+      x.slice = Math.min(x.slice, previews.length - 1);
+    }
+    showMessage('');
+  } catch (e) {
+    showMessage(e.message);
+  }
+  renderInputs();
+}
+
+/** The 12-lead plot of every complete record (the engine's reader and plot, as `qoqmed ecg-plot`). */
+async function plotEcgs(force = false) {
+  const rate = Number($('ecg-rate').value) || null;
+  for (const rec of inputs.ecgs) {
+    if (rec.plot && !force) continue;
+    if (rec.plot) URL.revokeObjectURL(rec.plot);
+    rec.plot = null;
+    const wfdb = rec.files.some((f) => /\.(hea|dat)$/i.test(f.name));
+    if (wfdb && rec.files.length < 2) {
+      rec.note = 'a WFDB record needs its .hea and its .dat: add the other file';
+      continue;
+    }
+    try {
+      const png = await call('plot-ecg', { files: rec.files, rate });
+      rec.plot = URL.createObjectURL(new Blob([png], { type: 'image/png' }));
+      rec.note = '';
+    } catch (e) {
+      rec.note = e.message;
+    }
+  }
+}
+
 function renderInputs() {
-  const all = [...inputs.images.map((x) => ['image', x]), ...inputs.ecgs.map((x) => ['ECG', x])];
-  $('inputs-list').replaceChildren(...all.map(([kind, x]) => {
+  const items = [];
+  for (const x of inputs.images) {
     const el = document.createElement('span');
     el.className = 'input-item';
-    el.textContent = `${kind}: ${x.name}`;
-    for (const p of x.previews ?? []) {
-      const img = document.createElement('img');
+    el.dataset.kind = 'image';
+    const img = document.createElement('img');
+    const show = () => {
+      const p = x.previews[x.slice];
       img.src = p.url;
       img.alt = p.name;
       img.title = `${p.name} (${p.width}×${p.height})`;
-      img.className = 'thumb';
-      el.prepend(img);
-    }
-    const rm = document.createElement('button');
-    rm.type = 'button';
-    rm.textContent = '×';
-    rm.title = `remove ${x.name}`;
-    rm.onclick = () => {
-      for (const p of x.previews ?? []) URL.revokeObjectURL(p.url);
-      inputs.images = inputs.images.filter((y) => y !== x);
-      inputs.ecgs = inputs.ecgs.filter((y) => y !== x);
-      renderInputs();
     };
-    el.append(rm);
-    return el;
-  }));
+    img.className = 'thumb';
+    show();
+    el.append(img, `image: ${x.name}`);
+    if (x.previews.length > 1) {
+      // The slices the model will see (Settings: slices per volume); browse them here.
+      const slider = Object.assign(document.createElement('input'), {
+        type: 'range', min: 0, max: x.previews.length - 1, step: 1, value: x.slice, className: 'slices',
+        title: 'slice',
+      });
+      slider.setAttribute('aria-label', `slice of ${x.name}`);
+      slider.oninput = () => { x.slice = Number(slider.value); show(); };
+      el.append(slider);
+    }
+    el.append(removeButton(x));
+    items.push(el);
+  }
+  for (const rec of inputs.ecgs) {
+    const el = document.createElement('span');
+    el.className = 'input-item';
+    el.dataset.kind = 'ecg';
+    el.append(`ECG: ${rec.files.map((f) => f.name).join(' + ')}`, removeButton(rec));
+    if (rec.plot) {
+      const img = Object.assign(document.createElement('img'), {
+        src: rec.plot, className: 'ecg-plot', alt: `12-lead ECG of ${rec.stem}`,
+      });
+      el.append(img);
+    }
+    if (rec.note) el.append(Object.assign(document.createElement('span'), { className: 'hint', textContent: ` ${rec.note}` }));
+    items.push(el);
+  }
+  $('inputs-list').replaceChildren(...items);
+}
+
+function removeButton(x) {
+  const rm = document.createElement('button');
+  rm.type = 'button';
+  rm.textContent = '×';
+  rm.title = `remove ${x.name ?? x.stem}`;
+  rm.onclick = () => {
+    for (const p of x.previews ?? []) URL.revokeObjectURL(p.url);
+    if (x.plot) URL.revokeObjectURL(x.plot);
+    inputs.images = inputs.images.filter((y) => y !== x);
+    inputs.ecgs = inputs.ecgs.filter((y) => y !== x);
+    renderInputs();
+  };
+  return rm;
 }
 
 async function fetchInput(url, what) {
@@ -307,19 +410,16 @@ function currentRequest() {
     temperature: num('temperature'),
     repetition_penalty: num('repetition-penalty'),
     max_new_tokens: num('max-new-tokens'),
-    ...linkImageOptions,
+    pixel_range: $('pixel-range').value,
+    frames: imageOptions().frames,
+    window: imageOptions().window,
+    ecg_rate_hz: Number($('ecg-rate').value) || null,
   };
 }
 
-/** ECG files grouped into records: a WFDB header and its signal file (same stem) are one. */
+/** The ECG records as the engine takes them: one array of files each. */
 function ecgRecords() {
-  const groups = new Map();
-  for (const x of inputs.ecgs) {
-    const stem = /\.(hea|dat)$/i.test(x.name) ? x.name.replace(/\.(hea|dat)$/i, '') : x.name;
-    if (!groups.has(stem)) groups.set(stem, []);
-    groups.get(stem).push(x.file);
-  }
-  return [...groups.values()];
+  return inputs.ecgs.map((r) => r.files);
 }
 
 async function run() {
@@ -379,7 +479,6 @@ async function guarded(fn) {
 
 // ---------------------------------------------------------------- wiring
 let engineVersion = null;
-let linkImageOptions = {}; // pixel_range / frames from a shared link
 
 function fillPresets() {
   $('preset').replaceChildren(...PRESETS.map((p) => new Option(p.name, p.id)));
@@ -413,6 +512,8 @@ function wire() {
   }
   $('pick-image').onchange = (e) => addInputs([...e.target.files], 'image');
   $('pick-ecg').onchange = (e) => addInputs([...e.target.files], 'ecg');
+  for (const id of ['frames', 'window-center', 'window-width']) $(id).onchange = redecodeImages;
+  $('ecg-rate').onchange = async () => { await plotEcgs(true); renderInputs(); };
   const drop = $('drop');
   drop.ondragover = (e) => { e.preventDefault(); drop.classList.add('over'); };
   drop.ondragleave = () => drop.classList.remove('over');
@@ -429,14 +530,18 @@ async function fromLink(link) {
   if (link.repetition_penalty != null) $('repetition-penalty').value = link.repetition_penalty;
   if (link.max_new_tokens != null) $('max-new-tokens').value = link.max_new_tokens;
   if (link.reveal === 'manual') $('reveal-manual').checked = true;
-  if (link.pixel_range) linkImageOptions.pixel_range = link.pixel_range;
-  if (link.frames) linkImageOptions.frames = link.frames;
+  if (link.pixel_range) $('pixel-range').value = link.pixel_range;
+  if (link.frames) $('frames').value = link.frames;
+  if (link.window) [$('window-center').value, $('window-width').value] = link.window;
+  if (link.ecg_rate) $('ecg-rate').value = link.ecg_rate;
   if (link.model) {
     checkAllowed(link.model, 'model');
     $('model-url').value = link.model;
   }
   for (const u of link.image) await addInputs([await fetchInput(u, 'image')], 'image');
-  for (const u of link.ecg) await addInputs([await fetchInput(u, 'ECG')], 'ecg');
+  const ecgFiles = [];
+  for (const u of link.ecg) ecgFiles.push(await fetchInput(u, 'ECG'));
+  await addInputs(ecgFiles, 'ecg');
   if (link.autorun === '1') {
     if (!link.model) throw new Error('autorun=1 needs model=URL (the model folder to run)');
     setState('loading');

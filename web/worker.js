@@ -3,7 +3,9 @@
 // {type: 'progress'|'token'|'log'} as work goes on. The page restarts this worker after a
 // lost device or a crash, so nothing here has to survive one.
 
-import init, { Engine, Sha256, engineVersion, readImage } from './pkg/qoqmed_web.js';
+import init, {
+  Engine, Sha256, engineVersion, plotEcg, readImage,
+} from './pkg/qoqmed_web.js';
 import * as cache from './download.js';
 
 let engine = null;
@@ -124,7 +126,8 @@ const handlers = {
   load: ({ files, limits }) => load(files, limits),
   download: downloadAndLoad,
   generate,
-  'read-image': ({ file, frames }) => readImage(file, frames),
+  'read-image': ({ file, frames, window }) => readImage(file, frames, window?.[0], window?.[1]),
+  'plot-ecg': ({ files, rate }) => plotEcg(files, rate ?? undefined, 4),
   'list-cache': () => cache.listCache(),
   'delete-cache': ({ key }) => cache.deleteCache(key),
 };

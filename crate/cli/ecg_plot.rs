@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use qoqmed_ecg::{Ecg, EcgFormat, PlotOptions};
+use qoqmed_ecg::{Ecg, PlotOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -41,78 +41,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Reads an ECG file, choosing the reader from its contents and extension. For WFDB either file
-/// may be given: a `.hea` is read with the `.dat` it names from the same folder, a `.dat` with the
-/// `.hea` of the same stem. `rate_hz` is required for CSV and ignored by the other formats (they
-/// carry their own rate).
+/// may be given: the record is its `.hea` and the `.dat` the header names, from the same folder.
+/// `rate_hz` is required for CSV and ignored by the other formats (they carry their own rate).
+/// The files are gathered as `generate --ecg` gathers them and read by the pipeline's
+/// [`qoqmed_pipeline::read_ecg`] (the format dispatch `generate` and the web app use).
 pub fn read_ecg_file(path: &Path, rate_hz: Option<f64>) -> anyhow::Result<Ecg> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("reading ECG file {}", path.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let format = qoqmed_ecg::detect(&name, &bytes).with_context(|| {
-        format!(
-            "{}: unknown ECG format; use .hea/.dat (WFDB), .csv, .dcm (DICOM waveform) or .xml (HL7 aECG)",
-            path.display()
-        )
-    })?;
-    let ecg = match format {
-        EcgFormat::Dicom => qoqmed_ecg::read_dicom(&bytes)?,
-        EcgFormat::Aecg => qoqmed_ecg::read_aecg(&bytes)?,
-        EcgFormat::Csv => {
-            let rate = rate_hz.context(
-                "CSV ECGs carry no sampling rate: pass --ecg-rate HZ (e.g. --ecg-rate 500)",
-            )?;
-            qoqmed_ecg::read_csv(&bytes, rate)?
-        }
-        EcgFormat::Wfdb => read_wfdb_pair(path, bytes)?,
-    };
-    Ok(ecg)
-}
-
-fn read_wfdb_pair(path: &Path, bytes: Vec<u8>) -> anyhow::Result<Ecg> {
-    let is_header = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("hea"));
-    let (header_path, header) = if is_header {
-        (path.to_path_buf(), bytes)
-    } else {
-        let hea = path.with_extension("hea");
-        let header = std::fs::read(&hea).with_context(|| {
-            format!(
-                "reading the WFDB header {} that goes with {}",
-                hea.display(),
-                path.display()
-            )
-        })?;
-        (hea, header)
-    };
-    let dat_name = dat_file_name(&header).with_context(|| {
-        format!(
-            "{}: no signal line names a .dat file",
-            header_path.display()
-        )
-    })?;
-    if dat_name.contains(['/', '\\']) || dat_name == ".." {
-        bail!(
-            "{}: the .dat name {dat_name:?} points outside the record's folder",
-            header_path.display()
-        );
-    }
-    let dat_path = header_path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(&dat_name);
-    let dat = std::fs::read(&dat_path).with_context(|| {
-        format!(
-            "reading {} (named in {})",
-            dat_path.display(),
-            header_path.display()
-        )
-    })?;
-    qoqmed_ecg::read_wfdb(&header, &dat)
-        .with_context(|| format!("WFDB record {}", header_path.display()))
+    let input = crate::generate::ecg_input(path)?;
+    qoqmed_pipeline::read_ecg(&input, rate_hz)
+        .with_context(|| format!("ECG file {}", path.display()))
 }
 
 /// The file name on the first signal line (the line after the record line).

@@ -109,7 +109,7 @@ fn input_file(path: &Path, what: &str) -> anyhow::Result<InputFile> {
 
 /// An ECG as the files that make it: a WFDB record given by either file is its `.hea` plus the
 /// `.dat` the header names (same folder); any other format is the one file.
-fn ecg_input(path: &Path) -> anyhow::Result<EcgInput> {
+pub(crate) fn ecg_input(path: &Path) -> anyhow::Result<EcgInput> {
     let file = input_file(path, "ECG file")?;
     if qoqmed_ecg::detect(&file.name, &file.bytes) != Some(qoqmed_ecg::EcgFormat::Wfdb) {
         return Ok(EcgInput { files: vec![file] });

@@ -184,7 +184,8 @@ test('a link with a parameter the app cannot honour is an error', async () => {
   const { ctx } = await h.context(browser);
   const page = await ctx.newPage();
   for (const [params, re] of [[{ top_q: '1' }, /top_q/], [{ instruction: 'maybe' }, /qoq or none/],
-    [{ max_new_tokens: '-3' }, /whole number/], [{ frames: '9' }, /at most 4/]]) {
+    [{ max_new_tokens: '-3' }, /whole number/], [{ frames: '9' }, /at most 4/],
+    [{ window: '40' }, /CENTER,WIDTH/], [{ window: '40,-1' }, /width > 0/]]) {
     await page.goto(h.link(base, params));
     const r = await h.result(page, 30_000);
     assert.equal(r.state, 'error');

@@ -33,9 +33,12 @@ export function serve(model, extra = []) {
 }
 
 /** A proxy to `target` whose faults the test switches on: {cutOnce, corruptOnce} hold a path
- *  each and fire once, `offline` refuses every connection, `stripCsp` drops the CSP header. */
+ *  each and fire once, `offline` refuses every connection, `stripCsp` drops the CSP header,
+ *  `slow` (a path) sends that file in 16 KiB pieces 100 ms apart. `cases` maps a path under
+ *  /case/ to a fixture file it serves (a prepared case's image or ECG, on the page's origin). */
 export function proxy(targetPort) {
-  const faults = { cutOnce: null, corruptOnce: null, offline: false, stripCsp: false };
+  const faults = { cutOnce: null, corruptOnce: null, offline: false, stripCsp: false, slow: null };
+  const cases = new Map();
   const log = [];
   const server = http.createServer((req, res) => {
     let body = 0;
@@ -43,6 +46,11 @@ export function proxy(targetPort) {
     req.on('end', () => {
       log.push({ method: req.method, url: req.url, range: req.headers.range ?? null, body, origin: req.headers.origin ?? null });
       if (faults.offline) return req.socket.destroy();
+      const file = cases.get(req.url.split('?')[0]);
+      if (file) {
+        res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Cache-Control': 'no-store' });
+        return res.end(fs.readFileSync(file));
+      }
       const up = http.request({ host: '127.0.0.1', port: targetPort, path: req.url, method: req.method,
         headers: req.headers }, (ur) => {
         const headers = { ...ur.headers };
@@ -55,6 +63,23 @@ export function proxy(targetPort) {
         res.writeHead(ur.statusCode, headers);
         const total = Number(ur.headers['content-length'] ?? 0);
         let sent = 0;
+        if (faults.slow === p && ur.statusCode < 300) {
+          const pieces = [];
+          ur.on('data', (d) => pieces.push(d));
+          ur.on('end', () => {
+            const all = Buffer.concat(pieces);
+            let at = 0;
+            const next = () => {
+              if (res.destroyed) return;
+              if (at >= all.length) return res.end();
+              res.write(all.subarray(at, at + 16384));
+              at += 16384;
+              setTimeout(next, 100);
+            };
+            next();
+          });
+          return;
+        }
         ur.on('data', (chunk) => {
           if (cut && sent + chunk.length > total / 2) {
             // Half the file, then the connection dies: the page must resume with a range request.
@@ -79,7 +104,7 @@ export function proxy(targetPort) {
     });
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
-    resolve({ port: server.address().port, faults, log, stop: () => { server.closeAllConnections(); server.close(); } });
+    resolve({ port: server.address().port, faults, cases, log, stop: () => { server.closeAllConnections(); server.close(); } });
   }));
 }
 
@@ -123,10 +148,10 @@ export async function result(page, timeout = 240_000) {
   return { state, value: text ? JSON.parse(text) : null, message: await page.textContent('#message') };
 }
 
-/** The native CLI's greedy answer for the same case. */
-export function cliGenerate(model, prompt, maxNew) {
+/** The native CLI's greedy answer for the same case; `extra` adds flags (--image, --ecg, ...). */
+export function cliGenerate(model, prompt, maxNew, extra = []) {
   const out = execFileSync(QOQMED, ['generate', '--model', model, '--prompt', prompt, '--instruction', 'none',
-    '--temperature', '0', '--repetition-penalty', '1', '--max-new-tokens', String(maxNew), '--json'],
+    '--temperature', '0', '--repetition-penalty', '1', '--max-new-tokens', String(maxNew), '--json', ...extra],
   { env: { ...process.env, XDG_RUNTIME_DIR: '/tmp' } });
   return JSON.parse(out.toString());
 }

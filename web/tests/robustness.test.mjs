@@ -194,3 +194,31 @@ test('a browser without WebGPU is told which browsers work, before any download'
   assert.deepEqual(px.log.slice(from).filter((x) => x.url.startsWith('/model/')), []);
   await ctx.close();
 });
+
+test('cancel download: stops the transfer, keeps what came as partial, and the next download resumes', async () => {
+  const { ctx, page } = await readyPage();
+  px.faults.slow = SHARD; // 16 KiB every 100 ms: time to cancel mid-file
+  try {
+    await page.fill('#model-url', 'model/');
+    await page.click('#download');
+    await page.waitForFunction(() => /^Downloading/.test(document.getElementById('phase').textContent) &&
+      document.getElementById('progress').value > 0, null, { timeout: 60_000, polling: 50 });
+    assert.equal(await page.isVisible('#cancel-download'), true);
+    await page.click('#cancel-download');
+    assert.match(await message(page), /download cancelled/);
+    assert.equal(await page.textContent('#model-status'), 'No model loaded.');
+    assert.equal(await page.isDisabled('#run'), true);
+    await page.click('#cache summary');
+    await page.waitForFunction(() => /partial/.test(document.getElementById('cache-list').textContent), null, { timeout: 30_000 });
+  } finally {
+    px.faults.slow = null;
+  }
+  const from = px.log.length;
+  await page.click('#download');
+  await page.waitForFunction(() => !document.getElementById('run').disabled, null, { timeout: 120_000 });
+  assert.match(await page.textContent('#model-status'), /^Loaded/);
+  const gets = shardRequests(from);
+  assert.ok(gets.some((g) => /^bytes=[1-9]\d*-$/.test(g.range ?? '')), `no resuming range request: ${JSON.stringify(gets)}`);
+  assert.equal(gets.filter((g) => g.range === null).length, 0, `the shard was fetched from the start: ${JSON.stringify(gets)}`);
+  await ctx.close();
+});

@@ -51,7 +51,7 @@ pub(crate) fn model_inputs(model: &Model, req: &Request) -> Result<Option<Vec<f3
     }
     let mut out = Vec::with_capacity(req.ecgs.len() * MODEL_LEADS.len() * MODEL_SAMPLES);
     for (k, input) in req.ecgs.iter().enumerate() {
-        let ecg = read(input, req.ecg_rate_hz).map_err(|e| label(k, input, e))?;
+        let ecg = read_ecg(input, req.ecg_rate_hz).map_err(|e| label(k, input, e))?;
         let x = qoqmed_ecg::model_input(&ecg).map_err(|e| label(k, input, e.into()))?;
         out.extend(x);
     }
@@ -64,8 +64,10 @@ fn label(k: usize, input: &EcgInput, e: Error) -> Error {
     Error::Request(format!("ECG {} ({}): {e}", k + 1, names.join(" + ")))
 }
 
-/// One record from its file(s): WFDB is a `.hea` and a `.dat`, every other format one file.
-fn read(input: &EcgInput, rate_hz: Option<f64>) -> Result<Ecg> {
+/// One record from its file(s), the reader chosen from the name and contents: WFDB is a `.hea`
+/// and a `.dat`, every other format one file; `rate_hz` is required for CSV. What the request
+/// path reads, and what the web app's 12-lead preview reads.
+pub fn read_ecg(input: &EcgInput, rate_hz: Option<f64>) -> Result<Ecg> {
     match &input.files[..] {
         [one] => match qoqmed_ecg::detect(&one.name, &one.bytes) {
             Some(EcgFormat::Dicom) => Ok(qoqmed_ecg::read_dicom(&one.bytes)?),

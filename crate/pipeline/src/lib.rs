@@ -15,7 +15,7 @@ mod request;
 mod run;
 
 pub use answer::{Answer, Timings};
-pub use ecg::MAX_ECGS;
+pub use ecg::{MAX_ECGS, read_ecg};
 pub use error::{Error, Result};
 pub use images::{ImageFrame, annotate, place_boxes};
 pub use model::{LoadOptions, Model};

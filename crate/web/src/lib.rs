@@ -13,7 +13,9 @@ use std::rc::Rc;
 use js_sys::{Array, Function, Promise};
 use qoqmed_engine::gpu::Gpu;
 use qoqmed_engine::weights::ByteSource;
-use qoqmed_pipeline::{Event, InputFile, Model, ModelFiles, Phase, run};
+use qoqmed_pipeline::{
+    EcgInput, Event, ImageFrame, InputFile, Model, ModelFiles, Phase, place_boxes, run,
+};
 use sha2::Digest;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
@@ -261,35 +263,122 @@ impl Engine {
     }
 }
 
+/// A VOI window from the page's (center, width), both or neither.
+fn window_of(
+    center: Option<f64>,
+    width: Option<f64>,
+) -> Result<Option<qoqmed_imaging::Window>, JsValue> {
+    match (center, width) {
+        (None, None) => Ok(None),
+        (Some(c), Some(w)) => qoqmed_imaging::Window::new(c, w).map(Some).map_err(js_err),
+        _ => Err(js_err("a window needs both its center and its width")),
+    }
+}
+
 /// Decodes an image, DICOM or NIfTI file as the model will take it (volumes and multi-frame files:
-/// the `frames` sampled slices), for previews and for drawing the answer's boxes. Resolves to
-/// `[{label, width, height, png}]`; a damaged or unsupported file rejects with the reader's message.
-/// Only pixels come back: DICOM patient fields are never read out.
+/// the `frames` sampled slices; DICOM / NIfTI grey levels through the window when one is given),
+/// for previews and for drawing the answer's boxes. Resolves to `[{label, width, height, png}]`;
+/// a damaged or unsupported file rejects with the reader's message. Only pixels come back: DICOM
+/// patient fields are never read out.
 #[wasm_bindgen(js_name = readImage)]
-pub fn read_image(file: web_sys::File, frames: usize) -> Promise {
+pub fn read_image(
+    file: web_sys::File,
+    frames: usize,
+    window_center: Option<f64>,
+    window_width: Option<f64>,
+) -> Promise {
     future_to_promise(async move {
+        let window = window_of(window_center, window_width)?;
         let input = read_file(&file).await?;
-        let opts = qoqmed_imaging::ReadOptions {
-            frames,
-            window: None,
-        };
+        let opts = qoqmed_imaging::ReadOptions { frames, window };
         let images =
             qoqmed_imaging::read_image(&input.bytes, &input.name, &opts).map_err(js_err)?;
         let out = Array::new();
         for img in images {
             let rgb = img.image.to_rgb8();
-            let mut png = Vec::new();
-            rgb.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-                .map_err(|e| js_err(format!("{}: preview: {e}", img.label)))?;
             let o = js_sys::Object::new();
             let set = |k: &str, v: JsValue| js_sys::Reflect::set(&o, &k.into(), &v);
             set("label", img.label.into())?;
             set("width", rgb.width().into())?;
             set("height", rgb.height().into())?;
-            set("png", js_sys::Uint8Array::from(png.as_slice()).into())?;
+            set("png", png_of(&rgb, &input.name)?.into())?;
             out.push(&o);
         }
         Ok(out.into())
+    })
+}
+
+fn png_of(rgb: &image::RgbImage, what: &str) -> Result<js_sys::Uint8Array, JsValue> {
+    let mut png = Vec::new();
+    rgb.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| js_err(format!("{what}: preview: {e}")))?;
+    Ok(js_sys::Uint8Array::from(png.as_slice()))
+}
+
+/// The clinical 12-lead picture (25 mm/s, 10 mm/mV) of one ECG record: `files` is one file, or a
+/// WFDB `.hea` and `.dat`; `rate_hz` is needed for CSV. The same reader the request path uses
+/// (`qoqmed_pipeline::read_ecg`) and the same plot as `qoqmed ecg-plot`. Resolves to PNG bytes;
+/// an unreadable record rejects with the reader's message.
+#[wasm_bindgen(js_name = plotEcg)]
+pub fn plot_ecg(files: Array, rate_hz: Option<f64>, px_per_mm: f64) -> Promise {
+    future_to_promise(async move {
+        let mut input = EcgInput::default();
+        for f in files_of(&files, "ECG files")? {
+            input.files.push(read_file(&f).await?);
+        }
+        let names: Vec<&str> = input.files.iter().map(|f| f.name.as_str()).collect();
+        let what = names.join(" + ");
+        let ecg = qoqmed_pipeline::read_ecg(&input, rate_hz)
+            .map_err(|e| js_err(format!("{what}: {e}")))?;
+        let rgb = qoqmed_ecg::plot_rgb(&ecg, &qoqmed_ecg::PlotOptions { px_per_mm })
+            .map_err(|e| js_err(format!("{what}: {e}")))?;
+        Ok(png_of(&rgb, &what)?.into())
+    })
+}
+
+/// Parses an answer text given by hand (the model's output format: `<think>`, a ```json list of
+/// `bbox_2d` boxes, `\boxed{}`) and places its boxes on `images` (File[]) as a generated answer's
+/// are: the same parser and `place_boxes` the request path runs after generation, the model's
+/// frame from `pixel_range` ("qoq" or "model"). Resolves to `{think, answer, boxes}` as JSON.
+/// For showing a known answer (docs, teaching material) through the page's own rendering.
+#[wasm_bindgen(js_name = answerFromText)]
+pub fn answer_from_text(
+    text: String,
+    images: Array,
+    pixel_range: String,
+    frames: usize,
+) -> Promise {
+    future_to_promise(async move {
+        let range = request::pixel_range(Some(&pixel_range)).map_err(js_err)?;
+        let mut inputs = Vec::new();
+        for f in files_of(&images, "images")? {
+            inputs.push(read_file(&f).await?);
+        }
+        let opts = qoqmed_imaging::ReadOptions {
+            frames,
+            window: None,
+        };
+        let decoded = qoqmed_imaging::read_images(
+            inputs.iter().map(|f| (f.name.as_str(), f.bytes.as_slice())),
+            &opts,
+        )
+        .map_err(js_err)?;
+        let frames: Vec<ImageFrame> = decoded
+            .into_iter()
+            .map(|d| ImageFrame {
+                model_size: qoqmed_imaging::apply_pixel_range(&d.image, range).dimensions(),
+                label: d.label,
+                original: d.image,
+            })
+            .collect();
+        let mut parsed = qoqmed_output::parse(&text);
+        place_boxes(&mut parsed.boxes, &frames);
+        let json = serde_json::json!({
+            "think": parsed.think,
+            "answer": parsed.answer,
+            "boxes": parsed.boxes,
+        });
+        Ok(json.to_string().into())
     })
 }
 
