@@ -28,8 +28,30 @@ pub const KEEP: usize = 3;
 pub struct GroupLog {
     pub id: String,
     pub domain: String,
+    #[serde(with = "exact_f64")]
     pub rewards: Vec<f64>,
+    #[serde(with = "exact_f64")]
     pub kl: Vec<f64>,
+}
+
+/// f64s stored as their bit patterns: serde_json's default float parser may land one ulp off for
+/// 17-digit decimals, and a resumed run replays these values into DRPO's statistics bit for bit.
+mod exact_f64 {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        v.iter()
+            .map(|x| x.to_bits())
+            .collect::<Vec<u64>>()
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        Ok(Vec::<u64>::deserialize(d)?
+            .into_iter()
+            .map(f64::from_bits)
+            .collect())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
