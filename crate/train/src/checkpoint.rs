@@ -11,7 +11,6 @@
 //! A checkpoint is written to `step-N.partial` and renamed, and `latest` is replaced atomically
 //! after it, so a run killed at any moment resumes from the last complete one.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -152,7 +151,7 @@ pub fn load_state(dir: &Path) -> Result<RunState> {
 }
 
 /// The saved trainable tensors of a checkpoint.
-pub fn load_tensors(dir: &Path) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>> {
+pub fn load_tensors(dir: &Path) -> Result<crate::policy::HostTensors> {
     for file in ["adapter_model.safetensors", "policy.safetensors"] {
         let path = dir.join(file);
         if path.is_file() {

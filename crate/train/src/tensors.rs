@@ -49,7 +49,7 @@ pub fn serialize(
 }
 
 /// The f32 tensors of a safetensors file we wrote (checkpoints): name -> (shape, values).
-pub fn read_f32(path: &Path) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>> {
+pub fn read_f32(path: &Path) -> Result<crate::policy::HostTensors> {
     let bytes = crate::error::read(path)?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::Run(format!("{}: not a safetensors file ({e})", path.display())))?;

@@ -104,10 +104,12 @@ pub fn assert_close(what: &str, a: &[f32], b: &[f32], atol: f32, rtol: f32) -> f
     let mut bad = 0;
     for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
         let d = (x - y).abs();
-        if !(d <= atol + rtol * y.abs()) {
+        // NaN counts as out of tolerance and as the worst.
+        let within = d <= atol + rtol * y.abs();
+        if !within {
             bad += 1;
         }
-        if !(d <= worst.0) {
+        if d.is_nan() || worst.0.is_nan() || d > worst.0 {
             worst = (d, i);
         }
     }
