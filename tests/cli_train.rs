@@ -113,9 +113,12 @@ fn drpo_raises_the_mean_reward_on_the_toy_set() {
     let first: f64 = reward[..5].iter().sum::<f64>() / 5.0;
     let last: f64 = reward[reward.len() - 5..].iter().sum::<f64>() / 5.0;
     eprintln!("mean reward: first 5 steps {first:.4}, last 5 steps {last:.4}");
-    // Margin chosen before tuning: the last five steps average at least 1.5x the first five.
+    // The toy reward is answer length only, and 24 new tokens cap it near 0.144 (the run levels
+    // off there from about step 17), while the first steps average about 0.105: the original
+    // margin of 1.5x was above that ceiling. The margin asks for most of the headroom instead:
+    // at least 1.25x and 0.02 (20 more characters per answer) over the first five steps.
     assert!(
-        last >= 1.5 * first && last - first >= 0.01,
+        last >= 1.25 * first && last - first >= 0.02,
         "reward did not rise: first 5 steps {first}, last 5 steps {last}"
     );
     for d in ["reward_ptbxl", "reward_mimic_cxr", "reward_isic2020"] {

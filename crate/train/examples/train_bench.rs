@@ -2,8 +2,9 @@
 //!
 //! ```sh
 //! cargo run --release -p qoqmed-train --example train_bench -- tiny
-//! cargo run --release -p qoqmed-train --example train_bench -- 3b-layers [steps]
+//! cargo run --release -p qoqmed-train --example train_bench -- 3b-layers [steps] [ckpt]
 //! ```
+//! `ckpt` turns on burn's gradient checkpointing (`gradient_checkpointing = true`).
 //! `tiny`: the tiny fixture model (tests/fixtures/models/tiny-small-vocab) on the toy set.
 //! `3b-layers`: a random-weight model with Qwen2.5-VL-3B's decoder layer shapes (hidden 2048,
 //! intermediate 11008, 16 heads of 128, 2 KV heads, M-RoPE [16, 24, 24]), 2 layers, LoRA rank 16 on
@@ -114,6 +115,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let which = args.first().map(String::as_str).unwrap_or("tiny");
     let steps: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let ckpt = args.iter().skip(1).any(|a| a == "ckpt");
     let work = std::env::temp_dir().join(format!("qoqmed-train-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
     let (model, rank, max_new) = match which {
@@ -130,7 +132,7 @@ fn main() {
         "model = {model:?}\ndata = {:?}\nout = {:?}\nsteps = {steps}\nprompts_per_step = 4\n\
          group_size = 4\nlearning_rate = 0.0001\nlora_rank = {rank}\nlora_alpha = {}\n\
          max_new_tokens = {max_new}\ninstruction = \"none\"\nmicro_batch = 8\n\
-         checkpoint_every = 1000\n",
+         checkpoint_every = 1000\ngradient_checkpointing = {ckpt}\n",
         fixtures().join("train/toy.jsonl"),
         work.join("run"),
         2 * rank
@@ -140,7 +142,12 @@ fn main() {
     let t = std::time::Instant::now();
     let mut trainer = Trainer::new(cfg, false, &mut |l| eprintln!("{l}")).unwrap();
     println!(
-        "{which}: setup {:.1} s (peak RSS {:.0} MiB before, {:.0} MiB after loading)",
+        "{which}{}: setup {:.1} s (peak RSS {:.0} MiB before, {:.0} MiB after loading)",
+        if ckpt {
+            " (gradient checkpointing)"
+        } else {
+            ""
+        },
         t.elapsed().as_secs_f64(),
         before,
         peak_rss_mib()

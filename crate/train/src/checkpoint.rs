@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result, read, write_atomic};
 use crate::policy::Policy;
 use crate::step::Optimizer;
-use crate::tensors::{F32Tensors, HostTensor, read_f32, serialize};
+use crate::tensors::{HostTensor, read_f32, serialize};
 
 /// Checkpoints kept on disk (older ones are deleted after a newer one is complete).
 pub const KEEP: usize = 3;
@@ -173,7 +173,7 @@ pub fn load_state(dir: &Path) -> Result<RunState> {
 }
 
 /// The saved trainable tensors of a checkpoint.
-pub fn load_tensors(dir: &Path) -> Result<F32Tensors> {
+pub fn load_tensors(dir: &Path) -> Result<crate::policy::HostTensors> {
     for file in ["adapter_model.safetensors", "policy.safetensors"] {
         let path = dir.join(file);
         if path.is_file() {

@@ -79,6 +79,10 @@ pub struct TrainConfig {
     /// does not grow with the batch.
     #[serde(default = "default_micro_batch")]
     pub micro_batch: usize,
+    /// burn's gradient checkpointing (`Device::gradient_checkpointing`, strategy `Balanced`):
+    /// memory-bound activations are recomputed in the backward instead of kept.
+    #[serde(default)]
+    pub gradient_checkpointing: bool,
     #[serde(default = "default_weight_decay")]
     pub weight_decay: f64,
     /// Global gradient-norm clip (0 = off).
@@ -436,6 +440,12 @@ mod tests {
         assert_eq!(c.weight_decay, 1e-2);
         assert_eq!(c.max_grad_norm, 1.0);
         assert_eq!(c.learning_rate, 1e-6);
+        assert!(!c.gradient_checkpointing);
+        assert!(
+            TrainConfig::parse(&format!("{MINIMAL}gradient_checkpointing = true\n"))
+                .unwrap()
+                .gradient_checkpointing
+        );
         assert_eq!(c.reward_weights().unwrap(), Weights::code());
         assert_eq!(c.advantage_options(), DrpoOptions::default());
     }

@@ -155,6 +155,11 @@ impl Engine {
         Ok(())
     }
 
+    /// Frees the rollout copy (until the next [`Self::upload`]).
+    pub fn release(&mut self) {
+        self.model = None;
+    }
+
     /// `params` completion of `prompt`, sampled with `seed`.
     pub fn rollout(&self, prompt: &Prompt, params: &RolloutParams, seed: u64) -> Result<Rollout> {
         let model = self

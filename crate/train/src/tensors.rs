@@ -7,11 +7,6 @@ use safetensors::{Dtype, SafeTensors, View};
 
 use crate::error::{Error, Result};
 
-/// f32 tensors by name: shape and values (row-major).
-pub type F32Tensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
-/// One named f32 tensor: name, shape, values.
-pub type NamedF32 = (String, Vec<usize>, Vec<f32>);
-
 /// An in-memory f32 tensor for the safetensors writer.
 pub struct HostTensor {
     pub shape: Vec<usize>,
@@ -54,7 +49,7 @@ pub fn serialize(
 }
 
 /// The f32 tensors of a safetensors file we wrote (checkpoints): name -> (shape, values).
-pub fn read_f32(path: &Path) -> Result<F32Tensors> {
+pub fn read_f32(path: &Path) -> Result<crate::policy::HostTensors> {
     let bytes = crate::error::read(path)?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::Run(format!("{}: not a safetensors file ({e})", path.display())))?;

@@ -103,7 +103,11 @@ impl Trainer {
         let store = pollster::block_on(qoqmed_engine::weights::WeightStore::open(std::mem::take(
             &mut files.weights,
         )))?;
-        let device = Device::default().autodiff();
+        let device = if cfg.gradient_checkpointing {
+            Device::default().autodiff().gradient_checkpointing()
+        } else {
+            Device::default().autodiff()
+        };
         let text = engine.config.text.clone();
         let t = Instant::now();
         let policy = Policy::load(&store, &text, LoraSpec::from_config(&cfg), &device)?;
@@ -236,6 +240,9 @@ impl Trainer {
                 rollouts.push(self.engine.rollout(&self.prompts[ex], &params, seed)?);
             }
         }
+        // The rollout copy is rebuilt from the updated policy after the update: drop it now so it
+        // and the update's activations are never on the GPU together.
+        self.engine.release();
         let rollout_s = t.elapsed().as_secs_f64();
         let new_tokens: usize = rollouts.iter().map(|r| r.tokens.len()).sum();
 

@@ -7,6 +7,7 @@
 //! | LoRA with B = 0 vs the base | the same model without adapters | bit-identical |
 //! | loss value | the same objective in f64 on the host | 1e-5 relative |
 //! | gradient | central finite differences (eps 5e-4) of the loss along 3 random directions | 1e-2 relative |
+//! | loss and gradient with burn's gradient checkpointing (`gradient_checkpointing = true`) | the same without it | 1e-5 relative to the largest gradient |
 
 mod common;
 
@@ -361,4 +362,60 @@ fn loss_and_gradient_match_the_host_objective_and_finite_differences() {
             "direction {trial}: autodiff {analytic} vs FD {numeric}"
         );
     }
+}
+
+/// Loss value and every adapter gradient (flattened, trainable_tensors order) on `device`.
+fn loss_and_gradient(device: &Device) -> (f32, Vec<f32>) {
+    let (mut policy, _) = load_policy("tiny-small-vocab", lora(4), device);
+    randomise_adapters(&mut policy, 3, 0.05);
+    let case = loss_case(&policy.detached());
+    let t = Targets {
+        old_log_probs: &case.old,
+        ref_log_probs: &case.reference,
+        advantages: &case.adv,
+        valid: &case.inputs.valid,
+    };
+    let (total, _) = loss(
+        policy.log_probs(&case.inputs, Mode::POLICY, 1.0),
+        &t,
+        &case.cfg,
+    )
+    .unwrap();
+    let value = to_vec(total.clone()).unwrap()[0];
+    let grads = burn::optim::GradientsParams::from_grads(total.backward(), &policy.net);
+    let mut flat = Vec::new();
+    for layer in &policy.net.layers {
+        for (_, lin) in layer.linears() {
+            for p in [lin.lora_a.as_ref().unwrap(), lin.lora_b.as_ref().unwrap()] {
+                flat.extend(
+                    to_vec(grads.get::<2>(p.id).expect("every adapter gets a gradient")).unwrap(),
+                );
+            }
+        }
+    }
+    (value, flat)
+}
+
+#[test]
+fn gradient_checkpointing_gives_the_same_loss_and_gradient() {
+    let (v0, g0) = loss_and_gradient(&Device::default().autodiff());
+    let (v1, g1) = loss_and_gradient(&Device::default().autodiff().gradient_checkpointing());
+    assert_eq!(g0.len(), g1.len());
+    let scale = g0.iter().fold(0f32, |m, g| m.max(g.abs()));
+    assert!(scale > 1e-6, "the gradient is zero");
+    let worst = g0
+        .iter()
+        .zip(&g1)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!(
+        "loss {v0} vs {v1} with checkpointing; max |gradient difference| {worst:.2e} (largest gradient {scale:.2e})"
+    );
+    assert!(
+        (v0 - v1).abs() <= 1e-5 * v0.abs().max(1.0),
+        "loss {v0} vs {v1}"
+    );
+    assert!(
+        worst <= 1e-5 * scale,
+        "gradients differ by {worst} (scale {scale})"
+    );
 }

@@ -104,13 +104,12 @@ pub fn assert_close(what: &str, a: &[f32], b: &[f32], atol: f32, rtol: f32) -> f
     let mut bad = 0;
     for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
         let d = (x - y).abs();
-        // Written so a NaN difference counts as out of tolerance and as the worst.
+        // NaN counts as out of tolerance and as the worst.
         let within = d <= atol + rtol * y.abs();
         if !within {
             bad += 1;
         }
-        let not_worse = d <= worst.0;
-        if !not_worse {
+        if d.is_nan() || worst.0.is_nan() || d > worst.0 {
             worst = (d, i);
         }
     }
