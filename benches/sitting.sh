@@ -25,11 +25,19 @@ ours() {  # preset format head-format vocab
 for f in q4 q8 f16; do ours 3b "$f" "$f" 16384; done
 # The default head (q8 embedding and lm_head) for q4.
 ours 3b q4 q8 16384
-bash "$peer" --preset 3b --layers "$layers" --vocab 16384 --prompt "$prompt" --gen "$gen" >> "$out"
+# A crashing peer backend (llama.cpp's CPU Q8_0/Q4_0 died with SIGILL/SIGSEGV on one machine)
+# must not end the sitting: each backend runs on its own.
+bash "$peer" --preset 3b --layers "$layers" --vocab 16384 --prompt "$prompt" --gen "$gen" \
+    --backends vulkan >> "$out" || echo "# peer vulkan failed: rc $?" >&2
+bash "$peer" --preset 3b --layers "$layers" --vocab 16384 --prompt "$prompt" --gen "$gen" \
+    --backends cpu >> "$out" || echo "# peer cpu failed: rc $?" >&2
 # 7B shapes, q4.
 ours 7b q4 q4 16384
 bash "$peer" --preset 7b --layers "$layers" --vocab 16384 --prompt "$prompt" --gen "$gen" \
-    --formats q4_0 >> "$out"
+    --formats q4_0 --backends vulkan >> "$out" || echo "# peer 7b failed: rc $?" >&2
+# The 32B shapes run natively (issue 9).
+./target/release/qoqmed bench --config 32b --layers "$layers" --vocab 16384 --format q4 \
+    --prompt-tokens "$prompt" --new-tokens 8 --json | tail -1 >> "$out"
 echo "# done $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 python3 - "$out" <<'PY'
 import json, sys
