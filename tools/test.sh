@@ -16,7 +16,7 @@ cargo test --release --workspace --features qoqmed/train
 # The readers and the engine must keep compiling for the browser (no native-only crates).
 # --no-default-features drops the native edges (mmap, C codecs) exactly as the web build will.
 # The same invocation as web/build.sh (crate/web included), so the app's wasm is compiled once.
-cargo build --release --target wasm32-unknown-unknown --no-default-features \
+cargo build --profile wasm --target wasm32-unknown-unknown --no-default-features \
     -p qoqmed-engine -p qoqmed-pipeline -p qoqmed-imaging -p qoqmed-ecg -p qoqmed-output -p qoqmed-rl \
     -p qoqmed-web
 echo "wasm32 builds: ok"
@@ -29,7 +29,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # cores once the vision tower runs too.
 WASM_BINDGEN_TEST_TIMEOUT=300 \
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER="$(command -v chromedriver)" \
-    cargo test --release --target wasm32-unknown-unknown --no-default-features -p qoqmed-engine --test web
+    cargo test --profile wasm --target wasm32-unknown-unknown --no-default-features -p qoqmed-engine --test web
 
 # The web app in headless Chromium (playwright-core): web/dist, then the browser tests against
 # `qoqmed serve` (the release binary cargo test built) and the tiny fixture model.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the web app into web/dist/ on a fresh machine: crate/web for wasm32 (release, the same
+# Builds the web app into web/dist/ on a fresh machine: crate/web for wasm32 (profile `wasm`, the same
 # cargo invocation tools/test.sh uses, so CI compiles it once), wasm-bindgen 0.2.130 (--target web),
 # wasm-opt -Os from npm binaryen@132 (Debian's binaryen breaks the module), then the static files
 # with the Content-Security-Policy filled in.
@@ -39,7 +39,7 @@ if [ ! -x web/node_modules/.bin/wasm-opt ] || [ ! -d web/node_modules/playwright
 fi
 
 # Same packages and flags as tools/test.sh's wasm32 build: one compile serves both.
-cargo build --release --target wasm32-unknown-unknown --no-default-features \
+cargo build --profile wasm --target wasm32-unknown-unknown --no-default-features \
     -p qoqmed-engine -p qoqmed-pipeline -p qoqmed-imaging -p qoqmed-ecg -p qoqmed-output -p qoqmed-rl \
     -p qoqmed-web
 
@@ -47,7 +47,7 @@ dist=web/dist
 rm -rf "$dist"
 mkdir -p "$dist/pkg"
 wasm-bindgen --target web --no-typescript --out-dir "$dist/pkg" \
-    target/wasm32-unknown-unknown/release/qoqmed_web.wasm
+    target/wasm32-unknown-unknown/wasm/qoqmed_web.wasm
 if [ $opt = 1 ]; then
     web/node_modules/.bin/wasm-opt -Os --enable-bulk-memory --enable-nontrapping-float-to-int \
         --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \

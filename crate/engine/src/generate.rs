@@ -14,7 +14,7 @@ use web_time::Instant;
 
 use crate::error::{Error, Result};
 use crate::gpu::ops::sample::GpuSampler;
-use crate::gpu::{Gpu, Recorder, Tensor, map_read, staging_buffer};
+use crate::gpu::{Gpu, Recorder, Tensor, map_read, map_read_with, staging_buffer};
 use crate::kv_cache::KvFormat;
 use crate::model::rope::{self, Position};
 use crate::model::{Injection, Logits, Session, TextModel};
@@ -393,41 +393,16 @@ impl Loop<'_, '_> {
     }
 }
 
-/// Maps a small staging buffer once submission `index` (which filled it) has finished, without
-/// waiting for later submissions: the step after it keeps running meanwhile.
+/// The two words (token id, non-finite flag) of a staging buffer once submission `index` (which
+/// filled it) has finished, without waiting for later submissions: the next step keeps running.
 async fn read_words(
     gpu: &Gpu,
     staging: &wgpu::Buffer,
     index: wgpu::SubmissionIndex,
 ) -> Result<[u32; 2]> {
-    let (tx, rx) = futures_channel::oneshot::channel();
-    let tx = std::sync::Mutex::new(Some(tx));
-    staging.map_async(wgpu::MapMode::Read, .., move |r| {
-        if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
-            let _ = tx.send(r);
-        }
-    });
-    gpu.device
-        .poll(wgpu::PollType::Wait {
-            submission_index: Some(index),
-            timeout: None,
-        })
-        .map_err(|e| {
-            Error::Gpu(format!(
-                "waiting for the GPU failed: {e} (a lost device often means out of GPU memory)"
-            ))
-        })?;
-    rx.await
-        .map_err(|_| Error::Gpu("GPU readback was cancelled (device lost?)".into()))?
-        .map_err(|e| Error::Gpu(format!("could not map a readback buffer: {e}")))?;
-    let words = {
-        let view = staging
-            .get_mapped_range(..)
-            .map_err(|e| Error::Gpu(format!("could not read a mapped buffer: {e}")))?;
-        let w: &[u32] = bytemuck::cast_slice(&view[..8]);
+    map_read_with(gpu, staging, Some(index), |bytes| {
+        let w: &[u32] = bytemuck::cast_slice(&bytes[..8]);
         [w[0], w[1]]
-    };
-    staging.unmap();
-    gpu.check_errors()?;
-    Ok(words)
+    })
+    .await
 }

@@ -15,5 +15,7 @@ pub use format::{GROUP, WeightFormat};
 pub use recorder::grid;
 pub use recorder::{BindCache, Recorder};
 pub use shader::{PipelineKey, ShaderFamily};
-pub use tensor::{Tensor, Weight, WeightPart, map_read, read_buffer, staging_buffer};
+pub use tensor::{
+    Tensor, Weight, WeightPart, map_read, map_read_with, read_buffer, staging_buffer,
+};
 pub use tuning::Tuning;

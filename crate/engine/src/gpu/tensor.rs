@@ -466,6 +466,18 @@ pub fn staging_buffer(gpu: &Gpu, size: u64) -> wgpu::Buffer {
 /// Maps a MAP_READ buffer after the work writing it was submitted. Natively `poll` drives the
 /// callback; on the web `poll` is a no-op and the browser resolves the mapping while we await.
 pub async fn map_read(gpu: &Gpu, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
+    map_read_with(gpu, staging, None, |bytes| bytes.to_vec()).await
+}
+
+/// [`map_read`] that waits only for submission `after` when given (later submissions keep running,
+/// as the decode loop's next step does) and hands the mapped bytes to `read` instead of copying
+/// them out.
+pub async fn map_read_with<T>(
+    gpu: &Gpu,
+    staging: &wgpu::Buffer,
+    after: Option<wgpu::SubmissionIndex>,
+    read: impl FnOnce(&[u8]) -> T,
+) -> Result<T> {
     let (tx, rx) = futures_channel::oneshot::channel();
     let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
     staging.map_async(wgpu::MapMode::Read, .., move |r| {
@@ -474,7 +486,10 @@ pub async fn map_read(gpu: &Gpu, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
         }
     });
     gpu.device
-        .poll(wgpu::PollType::wait_indefinitely())
+        .poll(wgpu::PollType::Wait {
+            submission_index: after,
+            timeout: None,
+        })
         .map_err(|e| {
             Error::Gpu(format!(
                 "waiting for the GPU failed: {e} (a lost device often means out of GPU memory)"
@@ -483,11 +498,13 @@ pub async fn map_read(gpu: &Gpu, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
     rx.await
         .map_err(|_| Error::Gpu("GPU readback was cancelled (device lost?)".into()))?
         .map_err(|e| Error::Gpu(format!("could not map a readback buffer: {e}")))?;
-    let bytes = staging
-        .get_mapped_range(..)
-        .map_err(|e| Error::Gpu(format!("could not read a mapped buffer: {e}")))?
-        .to_vec();
+    let value = {
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("could not read a mapped buffer: {e}")))?;
+        read(&view)
+    };
     staging.unmap();
     gpu.check_errors()?;
-    Ok(bytes)
+    Ok(value)
 }
