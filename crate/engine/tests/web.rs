@@ -101,6 +101,17 @@ mod libc_shim {
     }
 }
 
+/// A committed fixture model's config and its weights opened from memory, as the app opens
+/// picked files.
+async fn fixture_model(config: &[u8], weights: &[u8]) -> (ModelConfig, WeightStore) {
+    let config = ModelConfig::from_json(config).unwrap();
+    let sources: Vec<Box<dyn ByteSource>> = vec![Box::new(MemorySource::new(
+        "model.safetensors",
+        weights.to_vec(),
+    ))];
+    (config, WeightStore::open(sources).await.unwrap())
+}
+
 async fn gpu() -> Gpu {
     let gpu = Gpu::new(None)
         .await
@@ -229,17 +240,11 @@ fn real_qwen_tokenizer_works_in_wasm() {
 #[wasm_bindgen_test]
 async fn tiny_model_greedy_ids_match_transformers_on_webgpu() {
     let gpu = gpu().await;
-    let config = ModelConfig::from_json(include_bytes!(
-        "../../../tests/fixtures/models/tiny-small-vocab/config.json"
-    ))
-    .unwrap();
-    let weights =
-        include_bytes!("../../../tests/fixtures/models/tiny-small-vocab/model.safetensors");
-    let sources: Vec<Box<dyn ByteSource>> = vec![Box::new(MemorySource::new(
-        "model.safetensors",
-        weights.to_vec(),
-    ))];
-    let store = WeightStore::open(sources).await.unwrap();
+    let (config, store) = fixture_model(
+        include_bytes!("../../../tests/fixtures/models/tiny-small-vocab/config.json"),
+        include_bytes!("../../../tests/fixtures/models/tiny-small-vocab/model.safetensors"),
+    )
+    .await;
     let model = TextModel::load(&gpu, &store, &config.text).await.unwrap();
 
     let golden =
@@ -277,17 +282,11 @@ async fn tiny_model_greedy_ids_match_transformers_on_webgpu() {
 #[wasm_bindgen_test]
 async fn tiny_model_image_greedy_ids_match_transformers_on_webgpu() {
     let gpu = gpu().await;
-    let config = ModelConfig::from_json(include_bytes!(
-        "../../../tests/fixtures/models/tiny-small-vocab/config.json"
-    ))
-    .unwrap();
-    let weights =
-        include_bytes!("../../../tests/fixtures/models/tiny-small-vocab/model.safetensors");
-    let sources: Vec<Box<dyn ByteSource>> = vec![Box::new(MemorySource::new(
-        "model.safetensors",
-        weights.to_vec(),
-    ))];
-    let store = WeightStore::open(sources).await.unwrap();
+    let (config, store) = fixture_model(
+        include_bytes!("../../../tests/fixtures/models/tiny-small-vocab/config.json"),
+        include_bytes!("../../../tests/fixtures/models/tiny-small-vocab/model.safetensors"),
+    )
+    .await;
     let text = TextModel::load(&gpu, &store, &config.text).await.unwrap();
     let vision = VisionModel::load(&gpu, &store, config.vision.as_ref().unwrap())
         .await
@@ -351,16 +350,11 @@ async fn tiny_model_image_greedy_ids_match_transformers_on_webgpu() {
 #[wasm_bindgen_test]
 async fn ecg_prompt_greedy_ids_match_pytorch_on_webgpu() {
     let gpu = gpu().await;
-    let config = ModelConfig::from_json(include_bytes!(
-        "../../../tests/fixtures/models/tiny-omni/config.json"
-    ))
-    .unwrap();
-    let weights = include_bytes!("../../../tests/fixtures/models/tiny-omni/model.safetensors");
-    let sources: Vec<Box<dyn ByteSource>> = vec![Box::new(MemorySource::new(
-        "model.safetensors",
-        weights.to_vec(),
-    ))];
-    let store = WeightStore::open(sources).await.unwrap();
+    let (config, store) = fixture_model(
+        include_bytes!("../../../tests/fixtures/models/tiny-omni/config.json"),
+        include_bytes!("../../../tests/fixtures/models/tiny-omni/model.safetensors"),
+    )
+    .await;
     let text = TextModel::load(&gpu, &store, &config.text).await.unwrap();
     let encoder = EcgEncoder::load(&gpu, &store, &config.ecg, config.text.hidden_size)
         .await
